@@ -1,0 +1,64 @@
+"""smallest_sync: speak text through Smallest AI's Waves live TTS from plain threads.
+
+    from smallest_sync import Speaker
+    with Speaker() as speaker:          # key from $SMALLEST_API_KEY
+        speaker.speak("Hello there.")   # returns once it has been heard
+
+The package logger is ``smallest_sync``; it has a NullHandler and nothing else.
+"""
+
+import logging
+
+from ._version import __version__
+from .audio import (
+    AudioOutput,
+    CallbackOutput,
+    DeviceOutput,
+    MemoryOutput,
+    NullOutput,
+    WavOutput,
+    list_output_devices,
+)
+from .errors import (
+    APIError,
+    AudioDeviceError,
+    AuthenticationError,
+    ConfigurationError,
+    ProtocolError,
+    SmallestConnectionError,
+    SmallestError,
+    SpeakerClosedError,
+    SynthesisTimeout,
+)
+from .events import EndEvent, ErrorEvent, StartEvent
+from .settings import Settings
+from .speaker import Speaker
+from .utterance import Utterance
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__all__ = [
+    "__version__",
+    "Speaker",
+    "Utterance",
+    "Settings",
+    "StartEvent",
+    "EndEvent",
+    "ErrorEvent",
+    "AudioOutput",
+    "DeviceOutput",
+    "NullOutput",
+    "WavOutput",
+    "CallbackOutput",
+    "MemoryOutput",
+    "list_output_devices",
+    "SmallestError",
+    "ConfigurationError",
+    "AuthenticationError",
+    "SmallestConnectionError",
+    "APIError",
+    "ProtocolError",
+    "SynthesisTimeout",
+    "AudioDeviceError",
+    "SpeakerClosedError",
+]

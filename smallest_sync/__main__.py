@@ -1,0 +1,4 @@
+"""``python -m smallest_sync`` is ``smallest-say``."""
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,250 @@
+"""One WebSocket to the live TTS endpoint, and the thread that reads it.
+
+A :class:`Connection` opens the socket (Bearer auth and identifying headers on the
+upgrade), sends under one lock, and runs a named reader thread that parses every
+frame and hands the result to a handler. It knows nothing about utterances or
+audio: the Speaker decides what frames mean.
+
+Threads: ``smallest-reader`` (one per connection) runs ``recv`` and the handler.
+:meth:`Connection.abort` wakes a blocked ``recv`` by shutting the socket down;
+:meth:`Connection.close` also joins the reader.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import socket
+import struct
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Union
+from urllib.parse import urlsplit
+
+import websocket
+
+from ._version import __version__
+from .errors import AuthenticationError, ProtocolError, SmallestConnectionError
+from .protocol import LIVE_PATH, ServerEvent, parse_frame
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Connection", "ConnectionClosed", "live_url"]
+
+_JOIN_TIMEOUT = 5.0
+_ids = itertools.count(1)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConnectionClosed:
+    """The socket ended: the server closed it (``code`` set) or it broke (``cause`` set)."""
+
+    code: Optional[int] = None
+    reason: str = ""
+    cause: Optional[BaseException] = None
+
+
+#: What the reader hands over: a parsed frame, a frame it could not parse, or the end.
+ReaderEvent = Union[ServerEvent, ProtocolError, ConnectionClosed]
+Handler = Callable[["Connection", ReaderEvent], None]
+
+
+def live_url(base_url: str, *, allow_insecure: bool = False) -> str:
+    """``{base_url}/waves/v1/tts/live``, checked.
+
+    Plain ``ws://`` would send the API key in clear text, so it is allowed only to
+    loopback hosts (the emulator) unless ``allow_insecure`` is set.
+    """
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        from .errors import ConfigurationError
+
+        raise ConfigurationError(f"base_url must be a ws:// or wss:// URL; got {base_url!r}")
+    if parts.scheme == "ws" and not allow_insecure and not _is_loopback(parts.hostname):
+        from .errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"refusing plain ws:// to {parts.hostname}: the API key would travel unencrypted; "
+            "use wss:// or pass allow_insecure=True"
+        )
+    return base_url.rstrip("/") + LIVE_PATH
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        import ipaddress
+
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Connection:
+    """A live-TTS WebSocket.
+
+    Args:
+        url: the full live URL (see :func:`live_url`).
+        api_key: sent only in the ``Authorization`` header; never logged or shown.
+        handler: called on the reader thread for every frame and once at the end.
+        timeout: seconds allowed for the TCP connect, TLS and upgrade.
+    """
+
+    def __init__(self, url: str, api_key: str, *, handler: Handler, timeout: float) -> None:
+        self.url = url
+        self.id = next(_ids)
+        self._api_key = api_key
+        self._handler = handler
+        self._timeout = timeout
+        self._ws: Optional[websocket.WebSocket] = None
+        self._send_lock = threading.Lock()  # one writer at a time on the socket
+        self._aborted = threading.Event()  # set when we end the socket on purpose
+        self._closed = threading.Event()  # set when the reader has finished
+        self._reader: Optional[threading.Thread] = None
+        self.last_send = 0.0  # monotonic time of the last message sent
+        self.opened_at = 0.0
+
+    def __repr__(self) -> str:
+        state = "open" if self.alive else "closed"
+        return f"<Connection #{self.id} {state} {self.url}>"
+
+    @property
+    def alive(self) -> bool:
+        """True while the socket is open and being read."""
+        return self._reader is not None and not self._closed.is_set() and not self._aborted.is_set()
+
+    def _headers(self) -> List[str]:
+        return [
+            f"Authorization: Bearer {self._api_key}",
+            "X-Source: smallest_sync",
+            f"X-Smallest-Sync-Version: {__version__}",
+        ]
+
+    def open(self) -> None:
+        """Connect and start the reader. Raises AuthenticationError or SmallestConnectionError."""
+        try:
+            ws = websocket.create_connection(
+                self.url,
+                header=self._headers(),
+                timeout=self._timeout,
+                enable_multithread=True,
+                # Frames are parsed as JSON right away, which rejects bad text anyway;
+                # the pure-Python UTF-8 check would cost more than the decoding.
+                skip_utf8_validation=True,
+            )
+        except websocket.WebSocketBadStatusException as exc:
+            status = exc.status_code
+            if status in (401, 403):
+                raise AuthenticationError(
+                    f"the service refused the API key (HTTP {status}): {_body_message(exc.resp_body)}",
+                    status_code=status,
+                ) from None  # the handshake exception echoes response headers; nothing of ours is needed
+            raise SmallestConnectionError(
+                f"WebSocket upgrade to {self.url} refused with HTTP {status}", status_code=status
+            ) from exc
+        except (OSError, websocket.WebSocketException) as exc:
+            raise SmallestConnectionError(f"cannot connect to {self.url}: {exc}") from exc
+        # Block in recv without a timeout: abort() wakes it, and the Speaker
+        # watches for progress with its own deadline.
+        ws.settimeout(None)
+        self._ws = ws
+        self.opened_at = self.last_send = time.monotonic()
+        self._reader = threading.Thread(
+            target=self._read, args=(ws,), name=f"smallest-reader-{self.id}", daemon=True
+        )
+        self._reader.start()
+        logger.debug("connection #%d open to %s", self.id, self.url)
+
+    def send(self, text: str) -> None:
+        """Send one text frame. Raises SmallestConnectionError if the socket is gone."""
+        ws = self._ws
+        if ws is None or not self.alive:
+            raise SmallestConnectionError("the connection is closed")
+        try:
+            with self._send_lock:
+                ws.send(text)
+                self.last_send = time.monotonic()
+        except (OSError, websocket.WebSocketException) as exc:
+            raise SmallestConnectionError(f"sending failed: {exc}") from exc
+
+    def abort(self) -> None:
+        """End the socket now, from any thread, without waiting. Frames still in
+        flight are never handed over."""
+        self._aborted.set()
+        ws = self._ws
+        if ws is not None:
+            ws.abort()
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Close politely (close frame, wait up to ``timeout`` for the server's), then
+        join the reader. Idempotent; safe from the reader's own handler."""
+        ws = self._ws
+        if ws is not None and self.alive:
+            try:
+                with self._send_lock:
+                    ws.send_close()
+            except (OSError, websocket.WebSocketException):
+                pass
+            self._closed.wait(timeout)
+        self.abort()
+        reader = self._reader
+        if reader is not None and reader is not threading.current_thread():
+            reader.join(_JOIN_TIMEOUT)
+            if reader.is_alive():
+                logger.error("reader thread of connection #%d did not stop", self.id)
+        if ws is not None:
+            ws.shutdown()
+
+    def _read(self, ws: websocket.WebSocket) -> None:
+        end = ConnectionClosed()
+        try:
+            while True:
+                try:
+                    opcode, data = ws.recv_data()
+                except (OSError, websocket.WebSocketException, struct.error, ValueError) as exc:
+                    end = ConnectionClosed(cause=exc)
+                    break
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    end = _close_event(data)
+                    break
+                if opcode not in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+                    continue
+                try:
+                    event: ReaderEvent = parse_frame(data)
+                except ProtocolError as exc:
+                    event = exc
+                self._deliver(event)
+        finally:
+            self._closed.set()
+            if not self._aborted.is_set():
+                logger.debug("connection #%d ended: %s", self.id, end)
+                self._deliver(end)
+
+    def _deliver(self, event: ReaderEvent) -> None:
+        if self._aborted.is_set():
+            return
+        try:
+            self._handler(self, event)
+        except Exception:  # a handler bug must not kill the reader
+            logger.exception("handling %s failed", type(event).__name__)
+
+
+def _close_event(data: Any) -> ConnectionClosed:
+    if isinstance(data, (bytes, bytearray)) and len(data) >= 2:
+        code = struct.unpack("!H", bytes(data[:2]))[0]
+        return ConnectionClosed(code=code, reason=bytes(data[2:]).decode("utf-8", "replace"))
+    return ConnectionClosed(code=1005)
+
+
+def _body_message(body: Optional[bytes]) -> str:
+    """The server's explanation from a refused upgrade, short and key-free."""
+    if not body:
+        return "no explanation given"
+    try:
+        import json
+
+        parsed: Dict[str, Any] = json.loads(body)
+        return str(parsed.get("message") or parsed.get("error") or parsed)[:200]
+    except (ValueError, AttributeError):
+        return body[:200].decode("utf-8", "replace")

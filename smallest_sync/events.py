@@ -1,0 +1,96 @@
+"""Events a Speaker reports, and the thread that runs user callbacks.
+
+User code never runs on the reader thread, the player thread or PortAudio's
+callback: those hand events to :class:`Dispatcher`, whose ``smallest-events``
+thread calls the callbacks one at a time, outside every library lock. A slow or
+failing callback therefore cannot stutter audio; its exception is logged with
+traceback and reported to ``on_error``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple
+
+if TYPE_CHECKING:
+    from .utterance import Utterance
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["StartEvent", "EndEvent", "ErrorEvent", "Dispatcher"]
+
+_JOIN_TIMEOUT = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class StartEvent:
+    """The first sample of ``utterance`` is being heard."""
+
+    utterance: "Utterance"
+
+
+@dataclasses.dataclass(frozen=True)
+class EndEvent:
+    """``utterance`` is over: played to the end, interrupted, cancelled or failed."""
+
+    utterance: "Utterance"
+
+
+@dataclasses.dataclass(frozen=True)
+class ErrorEvent:
+    """Something failed; ``utterance`` is None for errors outside any utterance."""
+
+    error: BaseException
+    utterance: Optional["Utterance"] = None
+
+
+_Call = Tuple[Callable[[Any], object], Any]
+_STOP = object()
+
+
+class Dispatcher:
+    """Runs callbacks in order on one named thread.
+
+    ``on_error`` receives an :class:`ErrorEvent` for every callback that raised
+    (except when ``on_error`` itself raised: that is only logged).
+    """
+
+    def __init__(self, on_error: Optional[Callable[[ErrorEvent], object]] = None) -> None:
+        self._on_error = on_error
+        self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="smallest-events", daemon=True)
+        # Daemon: a callback that never returns must not keep the program alive.
+        self._thread.start()
+
+    def emit(self, callback: Optional[Callable[[Any], object]], event: Any) -> None:
+        """Queue ``callback(event)``; a None callback is skipped. Never blocks."""
+        if callback is not None:
+            self._queue.put((callback, event))
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            callback, event = item
+            try:
+                callback(event)
+            except Exception as exc:
+                logger.exception("callback %r raised", callback)
+                if callback is not self._on_error and self._on_error is not None:
+                    self._queue.put((self._on_error, ErrorEvent(exc, getattr(event, "utterance", None))))
+
+    @property
+    def on_thread(self) -> bool:
+        """True when called from a callback."""
+        return threading.current_thread() is self._thread
+
+    def close(self) -> None:
+        """Run what is queued, then stop the thread (joined unless called from a callback)."""
+        self._queue.put(_STOP)
+        if not self.on_thread:
+            self._thread.join(_JOIN_TIMEOUT)
+            if self._thread.is_alive():
+                logger.error("a callback is still running after %.1f s; leaving its thread", _JOIN_TIMEOUT)

@@ -1,0 +1,281 @@
+"""The Waves live TTS wire format: pure functions and small value types, no I/O.
+
+Builds the JSON a client sends, parses what the server sends into typed events,
+and turns audio payloads (pcm, wav, G.711 u-law/A-law) into int16 samples.
+PROTOCOL.md (shared with the emulator) is the reference for every field here.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import json
+import logging
+import struct
+from typing import Any, Dict, Optional, Union
+
+import numpy as np
+
+from .errors import ProtocolError
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "LIVE_PATH",
+    "build_request",
+    "build_keepalive",
+    "parse_frame",
+    "AudioChunk",
+    "WordTimestamp",
+    "Complete",
+    "ServerError",
+    "Pong",
+    "UnknownFrame",
+    "ServerEvent",
+    "PcmDecoder",
+]
+
+LIVE_PATH = "/waves/v1/tts/live"
+
+
+def _dumps(message: Dict[str, Any]) -> str:
+    # ensure_ascii keeps the frame pure ASCII: any text (RTL, emoji, quotes, newlines)
+    # crosses as JSON escapes and cannot be mangled by an intermediary.
+    return json.dumps(message, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+
+
+def build_request(
+    text: str,
+    settings: Settings,
+    *,
+    request_id: Optional[str] = None,
+    complete_backoff_ms: Optional[int] = None,
+    extra: Optional[Dict[str, Any]] = None,
+) -> str:
+    """The JSON text of one synthesis request.
+
+    Field order follows the seed integration so captures read alike; optional
+    fields are sent only when set, so servers that predate them see the old shape.
+    """
+    message: Dict[str, Any] = {
+        "text": text,
+        "voice_id": settings.voice,
+        "model": settings.model,
+        "language": settings.language,
+        "sample_rate": settings.sample_rate,
+    }
+    if settings.speed is not None:
+        message["speed"] = settings.speed
+    if settings.word_timestamps:
+        message["word_timestamps"] = True
+    message["output_format"] = settings.output_format
+    if complete_backoff_ms is not None:
+        message["complete_backoff_ms"] = complete_backoff_ms
+    if request_id is not None:
+        message["request_id"] = request_id
+    if extra:
+        message.update(extra)
+    return _dumps(message)
+
+
+def build_keepalive(settings: Settings, style: str = "text") -> str:
+    """A message that only resets the server's idle timer.
+
+    ``"text"`` is the whitespace request production integrations send (known to be
+    accepted by every server version); ``"ping"`` is the newer ``{"type":"ping"}``.
+    """
+    if style == "ping":
+        return _dumps({"type": "ping"})
+    return _dumps(
+        {"text": " ", "voice_id": settings.voice, "model": settings.model, "language": settings.language}
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Frame:
+    request_id: Optional[str]
+    external_request_id: Optional[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioChunk(_Frame):
+    """Encoded audio bytes of one request (still in the request's output_format)."""
+
+    audio: bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class WordTimestamp(_Frame):
+    """One word, timed in seconds on its own request's audio."""
+
+    index: Optional[int]
+    word: str
+    start: float
+    end: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Complete(_Frame):
+    """The server has sent all audio of a request (or of a burst of requests)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerError(_Frame):
+    """An error frame, either documented shape."""
+
+    message: str
+    code: Optional[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Pong(_Frame):
+    """Answer to ``{"type":"ping"}``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class UnknownFrame(_Frame):
+    """A well-formed frame with a status this client does not know (kept, not fatal)."""
+
+    status: Optional[str]
+
+
+ServerEvent = Union[AudioChunk, WordTimestamp, Complete, ServerError, Pong, UnknownFrame]
+
+
+def _opt_str(message: Dict[str, Any], key: str) -> Optional[str]:
+    value = message.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ProtocolError(f"word_timestamp {what} is not a number: {value!r}"[:200])
+    return float(value)
+
+
+def parse_frame(raw: Union[str, bytes]) -> ServerEvent:
+    """Parse one server text frame. Raises ProtocolError for anything malformed.
+
+    Unknown keys are ignored; an unknown ``status`` becomes :class:`UnknownFrame`.
+    """
+    try:
+        message = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"server frame is not JSON: {str(raw)[:80]!r}") from exc
+    if not isinstance(message, dict):
+        raise ProtocolError(f"server frame is not a JSON object: {str(raw)[:80]!r}")
+    ids = (_opt_str(message, "request_id"), _opt_str(message, "external_request_id"))
+    status = message.get("status")
+    if status == "chunk":
+        data = message.get("data")
+        audio = data.get("audio") if isinstance(data, dict) else None
+        if not isinstance(audio, str):
+            raise ProtocolError("chunk frame without data.audio")
+        try:
+            return AudioChunk(*ids, audio=base64.b64decode(audio, validate=True))
+        except binascii.Error as exc:
+            raise ProtocolError("chunk audio is not valid base64") from exc
+    if status == "word_timestamp":
+        data = message.get("data")
+        if not isinstance(data, dict) or not isinstance(data.get("word"), str):
+            raise ProtocolError("word_timestamp frame without data.word")
+        index = data.get("id")
+        return WordTimestamp(
+            *ids,
+            index=index if isinstance(index, int) and not isinstance(index, bool) else None,
+            word=data["word"],
+            start=_number(data.get("start"), "start"),
+            end=_number(data.get("end", data.get("start")), "end"),
+        )
+    if status == "complete":
+        return Complete(*ids)
+    if status == "error":
+        error = message.get("error")
+        code: Optional[str] = None
+        if isinstance(error, dict):
+            text = error.get("message")
+            code = None if error.get("code") is None else str(error.get("code"))
+        else:
+            text = message.get("message", error)
+        return ServerError(*ids, message=str(text) if text is not None else "unknown server error", code=code)
+    if status is None and message.get("type") == "pong":
+        return Pong(*ids)
+    return UnknownFrame(*ids, status=str(status) if status is not None else None)
+
+
+def _ulaw_table() -> "np.ndarray[Any, np.dtype[np.int16]]":
+    u = ~np.arange(256, dtype=np.int32) & 0xFF
+    exponent = (u >> 4) & 0x07
+    magnitude = (((u & 0x0F) << 3) + 0x84) << exponent
+    return np.where(u & 0x80, 0x84 - magnitude, magnitude - 0x84).astype(np.int16)
+
+
+def _alaw_table() -> "np.ndarray[Any, np.dtype[np.int16]]":
+    a = np.arange(256, dtype=np.int32) ^ 0x55
+    exponent = (a >> 4) & 0x07
+    mantissa = (a & 0x0F) << 4
+    magnitude = np.where(exponent == 0, mantissa + 8, (mantissa + 0x108) << np.maximum(exponent - 1, 0))
+    return np.where(a & 0x80, magnitude, -magnitude).astype(np.int16)
+
+
+# G.711 decodes by table look-up; the stdlib's audioop is gone in Python 3.13.
+_G711 = {"ulaw": _ulaw_table(), "alaw": _alaw_table()}
+_EMPTY = np.zeros(0, dtype=np.int16)
+
+
+class PcmDecoder:
+    """Turns one request's audio payloads into int16 samples, chunk by chunk.
+
+    Carries a trailing odd byte of 16-bit PCM over to the next chunk, and skips a
+    WAV header even when it is split across chunks. Not thread-safe: one decoder
+    per request, used from the reader thread only.
+    """
+
+    _WAV_HEADER_LIMIT = 1 << 16
+
+    def __init__(self, output_format: str = "pcm") -> None:
+        if output_format not in ("pcm", "wav", "ulaw", "alaw"):
+            raise ValueError(f"cannot decode output_format {output_format!r}")
+        self._format = output_format
+        self._pending = b""
+        self._in_header = output_format == "wav"
+
+    def decode(self, payload: bytes) -> "np.ndarray[Any, np.dtype[np.int16]]":
+        """Samples of this payload (may be empty while a header or half sample is pending)."""
+        table = _G711.get(self._format)
+        if table is not None:
+            return table[np.frombuffer(payload, dtype=np.uint8)]
+        data = self._pending + payload if self._pending else payload
+        if self._in_header:
+            data = self._skip_wav_header(data)
+            if self._in_header:
+                self._pending = data
+                return _EMPTY
+        usable = len(data) & ~1
+        self._pending = data[usable:]
+        if not usable:
+            return _EMPTY
+        # Copy: frombuffer views are read-only and tied to the payload's lifetime.
+        return np.frombuffer(data, dtype="<i2", count=usable // 2).astype(np.int16)
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes held back (half a sample, or an incomplete WAV header)."""
+        return len(self._pending)
+
+    def _skip_wav_header(self, data: bytes) -> bytes:
+        if len(data) < 12:
+            return data
+        if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+            raise ProtocolError("wav audio does not start with a RIFF/WAVE header")
+        offset = 12
+        while offset + 8 <= len(data):
+            chunk_id, size = data[offset:offset + 4], struct.unpack("<I", data[offset + 4:offset + 8])[0]
+            if chunk_id == b"data":
+                self._in_header = False
+                return data[offset + 8:]
+            offset += 8 + size + (size & 1)
+        if len(data) > self._WAV_HEADER_LIMIT:
+            raise ProtocolError("wav header has no data chunk")
+        return data

@@ -1,0 +1,104 @@
+"""Voice settings and their validation, done before anything is sent.
+
+Values follow PROTOCOL.md. Voices cannot be checked offline (the catalogue is on
+the server), so a voice id is only checked for shape; a voice the service does not
+know fails with :class:`~smallest_sync.errors.APIError` on first use.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from typing import Any, Dict, Optional, Tuple
+
+from .errors import ConfigurationError
+
+__all__ = [
+    "Settings",
+    "MODELS",
+    "LANGUAGES",
+    "SAMPLE_RATES",
+    "OUTPUT_FORMATS",
+    "DEFAULT_VOICES",
+    "validate_text",
+]
+
+MODELS: Tuple[str, ...] = ("lightning_v3.1", "lightning_v3.1_pro")
+DEFAULT_VOICES: Dict[str, str] = {"lightning_v3.1_pro": "meher", "lightning_v3.1": "sophia"}
+LANGUAGES: Tuple[str, ...] = tuple(
+    "auto en hi mr kn ta bn gu te ml pa or es de fr it nl sv pt ru el fi no pl ar zh id ja ko ms tr vi".split()
+)
+SAMPLE_RATES: Tuple[int, ...] = (8000, 16000, 24000, 44100)
+# mp3 is left out on purpose: playing it would need a decoder we do not depend on.
+OUTPUT_FORMATS: Tuple[str, ...] = ("pcm", "wav", "ulaw", "alaw")
+SPEED_RANGE = (0.5, 2.0)
+
+_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+#: Settings a running Speaker may change with ``update()`` (the rest shape the audio stream).
+UPDATABLE = ("voice", "model", "language", "speed")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What a synthesis request asks for. Immutable: ``replace()`` makes a new one.
+
+    ``voice=None`` means the model's default voice (``meher`` for the pro model,
+    ``sophia`` for the base one); ``speed=None`` leaves the server's default (1.0).
+    """
+
+    voice: Optional[str] = None
+    model: str = "lightning_v3.1_pro"
+    language: str = "en"
+    speed: Optional[float] = None
+    sample_rate: int = 24000
+    word_timestamps: bool = True
+    output_format: str = "pcm"
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ConfigurationError(f"model must be one of {', '.join(MODELS)}; got {self.model!r}")
+        if self.voice is None:
+            object.__setattr__(self, "voice", DEFAULT_VOICES[self.model])
+        elif not isinstance(self.voice, str) or not _ID_RE.match(self.voice):
+            raise ConfigurationError(f"voice must be a voice id such as 'meher'; got {self.voice!r}")
+        if self.language not in LANGUAGES:
+            raise ConfigurationError(
+                f"language must be one of {' '.join(LANGUAGES)}; got {self.language!r}"
+            )
+        if self.speed is not None:
+            if isinstance(self.speed, bool) or not isinstance(self.speed, (int, float)):
+                raise ConfigurationError(f"speed must be a number; got {self.speed!r}")
+            low, high = SPEED_RANGE
+            if not (math.isfinite(self.speed) and low <= self.speed <= high):
+                raise ConfigurationError(f"speed must be between {low} and {high}; got {self.speed!r}")
+            object.__setattr__(self, "speed", float(self.speed))
+        if isinstance(self.sample_rate, bool) or self.sample_rate not in SAMPLE_RATES:
+            raise ConfigurationError(
+                f"sample_rate must be one of {', '.join(map(str, SAMPLE_RATES))}; got {self.sample_rate!r}"
+            )
+        if self.output_format not in OUTPUT_FORMATS:
+            raise ConfigurationError(
+                f"output_format must be one of {', '.join(OUTPUT_FORMATS)}; got {self.output_format!r}"
+            )
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with ``changes`` applied and validated (the model's default voice follows a model change)."""
+        if "model" in changes and "voice" not in changes and self.voice == DEFAULT_VOICES[self.model]:
+            changes["voice"] = None
+        return dataclasses.replace(self, **changes)
+
+
+def validate_text(text: object) -> str:
+    """Return ``text`` if it is a string with something to say, else raise ConfigurationError."""
+    if not isinstance(text, str):
+        raise ConfigurationError(f"text must be a str; got {type(text).__name__}")
+    if not text.strip():
+        raise ConfigurationError("text is empty: there is nothing to say")
+    return text
+
+
+def validate_id(value: str, what: str) -> str:
+    """Check a client-chosen id against the server's allowed shape."""
+    if not _ID_RE.match(value):
+        raise ConfigurationError(f"{what} must match [A-Za-z0-9_.-]{{1,128}}; got {value!r}")
+    return value

@@ -1,0 +1,659 @@
+"""The public facade: ``Speaker.speak()``, ``say()``, ``interrupt()``, ``update()``, ``close()``.
+
+How the parts meet (see DESIGN.md for the picture):
+
+* Callers queue :class:`~smallest_sync.utterance.Utterance` objects and return
+  (``say``) or wait on them (``speak``).
+* The ``smallest-sender`` thread owns the socket's life: it connects (with bounded
+  backoff), sends one request at a time, waits for that request's ``complete``,
+  and retries or fails it when the server stalls or the socket drops. One request
+  in flight means every frame can be attributed without trusting the server to
+  echo our ids (it is checked when it does), and the service's one-request-per-
+  concurrency-unit limit is respected. The next request goes out as soon as the
+  previous one's audio has *arrived*, while it still plays, so there is no gap.
+* The connection's ``smallest-reader`` thread decodes audio and feeds the player.
+* The ``smallest-player`` thread reports when audio is heard; that ends utterances.
+* ``smallest-keepalive`` keeps an idle socket open; ``smallest-events`` runs callbacks.
+
+Interrupting cuts the player's tracks (no sample of them can be taken after
+``interrupt()`` returns) and, if the server is still sending, aborts the socket
+so nothing stale can even arrive; a fresh socket is opened straight away.
+"""
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import os
+import random
+import threading
+import time
+from typing import Any, Callable, Deque, List, Optional, Union
+
+from .audio import OutputSpec, make_output
+from .connection import Connection, ConnectionClosed, ReaderEvent, live_url
+from .errors import (
+    APIError,
+    AudioDeviceError,
+    AuthenticationError,
+    ConfigurationError,
+    ProtocolError,
+    SmallestConnectionError,
+    SmallestError,
+    SpeakerClosedError,
+    SynthesisTimeout,
+)
+from .events import Dispatcher, EndEvent, ErrorEvent, StartEvent
+from .player import Player, Track
+from .protocol import AudioChunk, Complete, PcmDecoder, Pong, ServerError, UnknownFrame, WordTimestamp, build_keepalive, build_request
+from .settings import UPDATABLE, Settings, validate_text
+from .utterance import DONE, FAILED, INTERRUPTED, SPEAKING, Utterance
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Speaker", "DEFAULT_BASE_URL", "API_KEY_ENV"]
+
+DEFAULT_BASE_URL = "wss://api.smallest.ai"
+API_KEY_ENV = "SMALLEST_API_KEY"
+_CONNECT_ATTEMPTS = 3  # per request; then the utterance fails
+_RESEND_ATTEMPTS = 2  # a request lost with its socket before any audio is sent again
+_BACKOFF_FIRST, _BACKOFF_MAX = 0.2, 5.0
+_JOIN_TIMEOUT = 5.0
+_session_serials = itertools.count(1)
+
+
+class _Request:
+    """One synthesis request in flight. Guarded by the Speaker's lock."""
+
+    __slots__ = ("utterance", "text", "client_id", "server_id", "decoder", "conn", "progress_at",
+                 "complete", "closed", "error", "cancelled", "chunks")
+
+    def __init__(self, utterance: Utterance, text: str, client_id: str) -> None:
+        self.utterance = utterance
+        self.text = text
+        self.client_id = client_id
+        self.server_id: Optional[str] = None
+        self.decoder = PcmDecoder(utterance.settings.output_format)
+        self.conn: Optional[Connection] = None
+        self.progress_at = time.monotonic()
+        self.complete = False
+        self.closed: Optional[ConnectionClosed] = None
+        self.error: Optional[BaseException] = None
+        self.cancelled = False
+        self.chunks = 0
+
+    def owns(self, frame: Any) -> bool:
+        """Whether a frame belongs to this request (ids checked when the server sent them)."""
+        if frame.external_request_id is not None:
+            return bool(frame.external_request_id == self.client_id)
+        if self.server_id is not None and frame.request_id is not None:
+            return bool(frame.request_id == self.server_id)
+        return True
+
+
+class Speaker:
+    """Speaks text through the Waves live TTS WebSocket, from any thread.
+
+    Args:
+        api_key: the Smallest API key; None reads ``$SMALLEST_API_KEY``. It is sent
+            only in the upgrade's Authorization header and never logged or shown.
+        base_url: ``wss://api.smallest.ai``, or the emulator's ``ws://127.0.0.1:PORT``.
+            Plain ``ws://`` is refused for non-loopback hosts unless ``allow_insecure``.
+        voice, model, language, speed: voice settings (validated now; ``update()``
+            changes them for the next request). ``voice=None`` = the model's default.
+        sample_rate: 8000, 16000, 24000 or 44100; the output plays at this rate.
+        word_timestamps: ask the server for word timings.
+        output_format: how audio travels: pcm (default), wav, ulaw or alaw.
+        output: None (default device), a device index or name, ``"null"``
+            (real-time, silent), ``"file.wav"``, a callable taking int16 arrays,
+            or an :class:`~smallest_sync.audio.AudioOutput`.
+        keepalive_interval: seconds of silence on the socket before a keepalive.
+        keepalive: ``"text"`` (a whitespace request, what production integrations
+            send) or ``"ping"`` (``{"type":"ping"}``).
+        timeout: seconds allowed to connect, and for the server (or the audio
+            device) to make progress; past it the utterance fails with
+            SynthesisTimeout (or AudioDeviceError).
+        complete_backoff_ms: sent with each request: how long the server waits
+            after the last audio before saying ``complete``. 0 lets ``speak()``
+            return as soon as the audio has played.
+        on_start, on_end, on_error: callbacks, run on the ``smallest-events``
+            thread (never on the reader or audio threads).
+
+    Raises:
+        ConfigurationError: a setting is invalid (nothing has been sent).
+        AudioDeviceError: the output device cannot be opened.
+    """
+
+    def __init__(
+        self,
+        api_key: Optional[str] = None,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        voice: Optional[str] = None,
+        model: str = "lightning_v3.1_pro",
+        language: str = "en",
+        speed: Optional[float] = None,
+        sample_rate: int = 24000,
+        word_timestamps: bool = True,
+        output_format: str = "pcm",
+        output: OutputSpec = None,
+        keepalive_interval: float = 30.0,
+        keepalive: str = "text",
+        timeout: float = 10.0,
+        complete_backoff_ms: int = 0,
+        allow_insecure: bool = False,
+        on_word: Optional[Callable[[Any], object]] = None,
+        on_start: Optional[Callable[[StartEvent], object]] = None,
+        on_end: Optional[Callable[[EndEvent], object]] = None,
+        on_error: Optional[Callable[[ErrorEvent], object]] = None,
+    ) -> None:
+        self._settings = Settings(
+            voice=voice, model=model, language=language, speed=speed, sample_rate=sample_rate,
+            word_timestamps=word_timestamps, output_format=output_format,
+        )
+        self.base_url = base_url
+        self._url = live_url(base_url, allow_insecure=allow_insecure)
+        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        if not key or not key.strip():
+            raise ConfigurationError(
+                f"no API key: pass api_key= or set {API_KEY_ENV} (get one at https://waves.smallest.ai); "
+                "to work offline, run the bundled emulator (python -m smallest_sync.emulator)"
+            )
+        self._api_key = key.strip()
+        for name, value in (("timeout", timeout), ("keepalive_interval", keepalive_interval)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigurationError(f"{name} must be a positive number of seconds; got {value!r}")
+        if keepalive not in ("text", "ping"):
+            raise ConfigurationError(f"keepalive must be 'text' or 'ping'; got {keepalive!r}")
+        if isinstance(complete_backoff_ms, bool) or not isinstance(complete_backoff_ms, int) or not 0 <= complete_backoff_ms <= 10000:
+            raise ConfigurationError(f"complete_backoff_ms must be an int in 0..10000; got {complete_backoff_ms!r}")
+        self.timeout = float(timeout)
+        self.keepalive_interval = float(keepalive_interval)
+        self._keepalive_style = keepalive
+        self._complete_backoff_ms = complete_backoff_ms
+        self._on_word, self._on_start, self._on_end, self._on_error = on_word, on_start, on_end, on_error
+        self._session = f"ss{next(_session_serials)}{random.getrandbits(32):08x}"
+        self._serials = itertools.count(1)
+        self._request_serials = itertools.count(1)
+
+        # Guards everything below that changes: the queue, the request in flight,
+        # the connection, utterance states and the flags. Never held while
+        # waiting on the network, feeding the player or calling user code.
+        self._lock = threading.Condition()
+        self._queue: Deque[Utterance] = collections.deque()  # not yet fully received
+        self._playing: List[Utterance] = []  # fully received, not yet heard to the end
+        self._parts: "dict[int, Deque[str]]" = {}  # text still to send, per utterance serial
+        self._inflight: Optional[_Request] = None
+        self._conn: Optional[Connection] = None
+        self._retired: List[Connection] = []  # aborted sockets whose readers the sender joins
+        self._auth_error: Optional[AuthenticationError] = None
+        self._want_connection = True  # open a socket ahead of the first request
+        self._closing = False
+        self._stop = threading.Event()  # wakes the timer threads on close
+
+        self._output = make_output(output)
+        self._events = Dispatcher(self._on_error)
+        try:
+            self._player = Player(
+                self._output, sample_rate, listener=self._on_heard, on_failure=self._on_output_failure
+            )
+        except BaseException:
+            self._events.close()
+            raise
+        self._sender = threading.Thread(target=self._run_sender, name="smallest-sender", daemon=True)
+        self._keepalive = threading.Thread(target=self._run_keepalive, name="smallest-keepalive", daemon=True)
+        # All daemons: a script that forgets close() still exits; close() joins them.
+        self._sender.start()
+        self._keepalive.start()
+
+    # ----- public API --------------------------------------------------------
+    def __repr__(self) -> str:
+        s = self._settings
+        return (f"Speaker(base_url={self.base_url!r}, voice={s.voice!r}, model={s.model!r}, "
+                f"language={s.language!r}, sample_rate={s.sample_rate}, output={self._output!r})")
+
+    def __enter__(self) -> "Speaker":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        """Leaving the block normally lets queued speech finish; an exception drops it."""
+        if exc_type is None:
+            self.wait_idle()
+        self.close()
+
+    @property
+    def settings(self) -> Settings:
+        """The settings the next request will use."""
+        return self._settings
+
+    def say(self, text: str) -> Utterance:
+        """Queue ``text`` and return its :class:`Utterance` at once.
+
+        Utterances play one after another in the order queued, with no gap.
+        """
+        validate_text(text)
+        with self._lock:
+            if self._closing:
+                raise SpeakerClosedError("this Speaker is closed")
+            utterance = Utterance(text, self._settings, next(self._serials), self)
+            self._parts[utterance.serial] = collections.deque([text])
+            self._queue.append(utterance)
+            self._lock.notify_all()
+        return utterance
+
+    def speak(self, text: str) -> Utterance:
+        """Say ``text`` and block until it has been heard (or interrupted).
+
+        Returns the finished Utterance (``.interrupted`` tells if it was cut).
+        Raises the typed error that failed it. Ctrl-C (KeyboardInterrupt) while
+        waiting silences the speaker at once and propagates.
+        """
+        utterance = self.say(text)
+        try:
+            utterance.wait()
+        except KeyboardInterrupt:
+            self.interrupt()
+            raise
+        return utterance
+
+    def interrupt(self) -> None:
+        """Silence now and drop everything queued. Safe from any thread, returns quickly.
+
+        After it returns no sample of the dropped utterances is taken by the output;
+        what the device had already buffered is flushed on the player's thread.
+        """
+        with self._lock:
+            victims = list(self._queue) + self._playing
+            self._drop(victims)
+        self._finish(victims)
+
+    def update(self, **changes: Any) -> None:
+        """Change voice, model, language or speed for the next request (no reconnect)."""
+        unknown = set(changes) - set(UPDATABLE)
+        if unknown:
+            raise ConfigurationError(f"update() takes {', '.join(UPDATABLE)}; not {', '.join(sorted(unknown))}")
+        with self._lock:
+            self._settings = self._settings.replace(**changes)
+
+    def wait_idle(self, timeout: Optional[float] = None) -> bool:
+        """Block until everything queued has been heard. False on timeout.
+
+        Errors of individual utterances are not raised here (see ``Utterance.wait``).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                pending = list(self._queue) + self._playing
+            if not pending:
+                return True
+            remaining = None if deadline is None else deadline - time.monotonic()
+            try:
+                if not pending[-1].wait(remaining):
+                    return False
+            except SmallestError:
+                pass
+
+    def close(self) -> None:
+        """Drop everything, close the socket and join every thread. Idempotent.
+
+        Safe to call from a callback (it then does not wait for the callback's own thread).
+        """
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            victims = list(self._queue) + self._playing
+            self._drop(victims)
+            conn, self._conn = self._conn, None
+            retired, self._retired = self._retired, []
+        self._stop.set()
+        self._finish(victims)
+        for thread in (self._sender, self._keepalive):
+            if thread is not threading.current_thread():
+                thread.join(_JOIN_TIMEOUT)
+                if thread.is_alive():
+                    logger.error("%s did not stop within %.1f s", thread.name, _JOIN_TIMEOUT)
+        for old in retired:
+            old.close()
+        if conn is not None:
+            conn.close()
+        self._player.close()
+        self._events.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
+    # ----- dropping and finishing (lock held for _drop) ----------------------
+    def _drop(self, victims: List[Utterance]) -> None:
+        """Cut ``victims`` out of the queue, the player and the socket. Lock held."""
+        if not victims:
+            self._lock.notify_all()
+            return
+        doomed = set(id(u) for u in victims)
+        self._player.cut([u.track for u in victims])
+        for utterance in victims:
+            utterance._end(INTERRUPTED)
+            self._parts.pop(utterance.serial, None)
+        self._queue = collections.deque(u for u in self._queue if id(u) not in doomed)
+        self._playing = [u for u in self._playing if id(u) not in doomed]
+        request = self._inflight
+        if request is not None and id(request.utterance) in doomed:
+            # The server is still sending it: end that socket so nothing stale can
+            # arrive, and have a fresh one ready for what comes next.
+            request.cancelled = True
+            if request.conn is not None:
+                request.conn.abort()
+                self._retired.append(request.conn)
+                self._conn = None if self._conn is request.conn else self._conn
+            self._want_connection = True
+        self._lock.notify_all()
+
+    def _finish(self, utterances: List[Utterance]) -> None:
+        """Release waiters and report the end of ``utterances``. Lock NOT held."""
+        for utterance in utterances:
+            utterance._release()
+            if utterance.state == FAILED and utterance.error is not None:
+                self._events.emit(self._on_error, ErrorEvent(utterance.error, utterance))
+            self._events.emit(self._on_end, EndEvent(utterance))
+
+    def _fail(self, utterance: Utterance, error: BaseException) -> None:
+        """End ``utterance`` with ``error`` (cutting its audio). Lock NOT held."""
+        with self._lock:
+            if utterance.state in (DONE, INTERRUPTED, FAILED):
+                return
+            self._player.cut([utterance.track])
+            utterance._end(FAILED, error)
+            self._parts.pop(utterance.serial, None)
+            self._queue = collections.deque(u for u in self._queue if u is not utterance)
+            self._playing = [u for u in self._playing if u is not utterance]
+            self._lock.notify_all()
+        logger.warning("utterance #%d failed: %s", utterance.serial, error)
+        self._finish([utterance])
+
+    def _cancel(self, utterance: Utterance) -> None:
+        with self._lock:
+            victims = [u for u in list(self._queue) + self._playing if u is utterance]
+            self._drop(victims)
+        self._finish(victims)
+
+    def _check_stalled(self, utterance: Utterance) -> None:
+        """Called by waiters now and then: fail ``utterance`` if nothing moves it on."""
+        if not self._sender.is_alive() and not utterance.done:
+            self._fail(utterance, SpeakerClosedError("the Speaker's sender thread has stopped"))
+            return
+        track = utterance.track
+        if track.fed > track.taken:
+            # Audio is waiting for the output: the output must be taking it.
+            seen = utterance._stall_mark
+            now = time.monotonic()
+            if seen is None or seen[0] != track.taken:
+                utterance._stall_mark = (track.taken, now)
+            elif now - seen[1] > self.timeout:
+                self._fail(utterance, AudioDeviceError(
+                    f"the audio output took no samples for {self.timeout:.1f} s"))
+
+    # ----- the sender thread ---------------------------------------------------
+    def _run_sender(self) -> None:
+        while True:
+            with self._lock:
+                while not self._closing and not self._queue and not self._want_connection:
+                    self._lock.wait(_BACKOFF_MAX)
+                if self._closing:
+                    return
+                utterance = self._queue[0] if self._queue else None
+                self._want_connection = False
+                retired, self._retired = self._retired, []
+            for old in retired:
+                old.close()
+            try:
+                if utterance is None:
+                    self._warm_up()
+                else:
+                    self._speak_next_part(utterance)
+            except Exception as exc:  # a bug here must fail the utterance, not hang it
+                logger.exception("sender failed")
+                if utterance is not None:
+                    self._fail(utterance, SmallestError(f"internal error: {exc!r}"))
+
+    def _warm_up(self) -> None:
+        """Open a socket ahead of need; failures are only logged (the next request retries)."""
+        try:
+            self._connection()
+        except AuthenticationError as exc:
+            self._events.emit(self._on_error, ErrorEvent(exc))
+        except SmallestError as exc:
+            logger.info("could not open a connection ahead of time: %s", exc)
+
+    def _speak_next_part(self, utterance: Utterance) -> None:
+        with self._lock:
+            parts = self._parts.get(utterance.serial)
+            if not parts or utterance.done:
+                return
+            text = parts[0]
+            request = _Request(utterance, text, f"{self._session}-{next(self._request_serials)}")
+            self._inflight = request
+        try:
+            outcome = self._send_and_await(request)
+        finally:
+            with self._lock:
+                if self._inflight is request:
+                    self._inflight = None
+        if request.cancelled:
+            return
+        if outcome is not None:
+            self._fail(utterance, outcome)
+            return
+        with self._lock:
+            parts = self._parts.get(utterance.serial)
+            if parts and parts[0] is text:
+                parts.popleft()
+            if parts or utterance.done:
+                return
+            self._parts.pop(utterance.serial, None)
+            if self._queue and self._queue[0] is utterance:
+                self._queue.popleft()
+                self._playing.append(utterance)
+        # Audio is all queued in the player: its end cue ends the utterance.
+        if not self._player.finish(utterance.track):
+            logger.debug("utterance #%d was cut before its end", utterance.serial)
+
+    def _send_and_await(self, request: _Request) -> Optional[BaseException]:
+        """Send ``request`` and wait until its audio has all arrived.
+
+        Returns None on success, or the error that should fail the utterance.
+        A socket lost before any audio of the request arrived is retried.
+        """
+        utterance = request.utterance
+        for attempt in range(1 + _RESEND_ATTEMPTS):
+            try:
+                conn = self._connection()
+            except SmallestError as exc:
+                return exc
+            message = build_request(
+                request.text, utterance.settings, request_id=request.client_id,
+                complete_backoff_ms=self._complete_backoff_ms,
+            )
+            with self._lock:
+                if request.cancelled or self._closing:
+                    return None
+                request.conn, request.closed, request.progress_at = conn, None, time.monotonic()
+                utterance.state = SPEAKING
+            try:
+                conn.send(message)
+            except SmallestConnectionError as exc:
+                conn.abort()
+                logger.info("send failed (%s); reconnecting", exc)
+                continue
+            if utterance.sent_at is None:
+                utterance.sent_at = time.monotonic()
+            with self._lock:
+                while not (request.complete or request.error or request.closed or request.cancelled or self._closing):
+                    stalled_for = time.monotonic() - request.progress_at
+                    if stalled_for >= self.timeout:
+                        break
+                    self._lock.wait(self.timeout - stalled_for)
+                if request.cancelled or self._closing or request.complete:
+                    return None
+                if request.error is not None:
+                    return request.error
+                closed = request.closed
+                lost_before_audio = request.chunks == 0
+            if closed is None:
+                conn.abort()  # the server may still answer that request: never on this socket
+                return SynthesisTimeout(f"the server sent nothing for {self.timeout:.1f} s")
+            if not lost_before_audio:
+                error = SmallestConnectionError(f"the connection was lost mid-utterance ({_describe(closed)})")
+                error.__cause__ = closed.cause
+                return error
+            logger.info("connection lost before audio (%s); sending again", _describe(closed))
+        return SmallestConnectionError("the connection kept dropping before any audio arrived")
+
+    def _connection(self) -> Connection:
+        """The open connection, opening one (with backoff) if needed. Sender thread only."""
+        with self._lock:
+            conn = self._conn
+            if conn is not None and conn.alive:
+                return conn
+            self._conn = None
+            if self._auth_error is not None:
+                raise AuthenticationError(str(self._auth_error), status_code=self._auth_error.status_code)
+        if conn is not None:
+            conn.close()
+        delay = _BACKOFF_FIRST
+        error: Optional[SmallestError] = None
+        for attempt in range(_CONNECT_ATTEMPTS):
+            if attempt and self._stop.wait(delay * random.uniform(0.5, 1.0)):
+                break
+            delay = min(delay * 2, _BACKOFF_MAX)
+            conn = Connection(self._url, self._api_key, handler=self._on_frame, timeout=self.timeout)
+            try:
+                conn.open()
+            except AuthenticationError as exc:
+                with self._lock:
+                    self._auth_error = exc
+                raise
+            except SmallestConnectionError as exc:
+                logger.info("connect attempt %d failed: %s", attempt + 1, exc)
+                error = exc
+                continue
+            with self._lock:
+                if self._closing:
+                    conn.abort()
+                    break
+                self._conn = conn
+            return conn
+        if self._closing:
+            raise SpeakerClosedError("this Speaker is closed")
+        assert error is not None
+        raise error
+
+    # ----- the reader thread -----------------------------------------------------
+    def _on_frame(self, conn: Connection, event: ReaderEvent) -> None:
+        """Route one frame from ``conn`` (runs on that connection's reader thread)."""
+        with self._lock:
+            request = self._inflight
+            ours = request is not None and request.conn is conn and not request.cancelled
+            if isinstance(event, ConnectionClosed):
+                if ours:
+                    assert request is not None
+                    request.closed = event
+                    self._lock.notify_all()
+                else:
+                    logger.info("idle connection #%d ended: %s", conn.id, _describe(event))
+                return
+            if isinstance(event, (ProtocolError, UnknownFrame, Pong)):
+                if not isinstance(event, Pong):
+                    logger.warning("ignoring a server frame: %s", event)
+                return
+            if not ours or not request.owns(event):  # type: ignore[union-attr]
+                if isinstance(event, ServerError):
+                    logger.warning("server error outside any request: %s", event.message)
+                    self._events.emit(self._on_error, ErrorEvent(APIError(event.message, code=event.code)))
+                return
+            assert request is not None
+            request.progress_at = time.monotonic()
+            if isinstance(event, Complete):
+                if request.decoder.pending_bytes:
+                    logger.warning("request ended with %d undecodable trailing bytes", request.decoder.pending_bytes)
+                request.complete = True
+                self._lock.notify_all()
+                return
+            if isinstance(event, ServerError):
+                request.error = APIError(event.message, code=event.code, request_id=event.request_id)
+                self._lock.notify_all()
+                return
+            if isinstance(event, WordTimestamp):
+                return  # word events arrive with issue #3's playback-aligned timeline
+            assert isinstance(event, AudioChunk)
+            request.chunks += 1
+            if request.server_id is None:
+                request.server_id = event.request_id
+            utterance = request.utterance
+            if utterance.first_chunk_at is None:
+                utterance.first_chunk_at = request.progress_at
+        # Decode and feed outside the lock: feeding may wait for the output to catch up.
+        try:
+            pcm = request.decoder.decode(event.audio)
+        except ProtocolError as exc:
+            with self._lock:
+                request.error = exc
+                self._lock.notify_all()
+            return
+        self._player.feed(utterance.track, pcm, timeout=self.timeout)
+
+    # ----- the player thread --------------------------------------------------
+    def _on_heard(self, track: Track, kind: str, payload: Any, heard_at: float) -> None:
+        """A cue of ``track`` is being heard (player thread)."""
+        with self._lock:
+            utterance = next((u for u in self._playing + list(self._queue) if u.track is track), None)
+            if utterance is None:
+                return
+            if kind == "start":
+                utterance.heard_at = heard_at
+            elif kind == "end":
+                if not utterance._end(DONE):
+                    return
+                self._playing = [u for u in self._playing if u is not utterance]
+                self._lock.notify_all()
+        if kind == "start":
+            self._events.emit(self._on_start, StartEvent(utterance))
+        elif kind == "end":
+            self._finish([utterance])
+
+    def _on_output_failure(self, error: BaseException) -> None:
+        with self._lock:
+            victims = list(self._playing) + list(self._queue)[:1]
+        for utterance in victims:
+            failure = AudioDeviceError(f"audio output failed: {error}")
+            failure.__cause__ = error
+            self._fail(utterance, failure)
+
+    # ----- the keepalive thread -------------------------------------------------
+    def _run_keepalive(self) -> None:
+        interval = self.keepalive_interval
+        wait = interval
+        while not self._stop.wait(wait):
+            with self._lock:
+                conn = self._conn
+                busy = self._inflight is not None
+                settings = self._settings
+            if conn is None or not conn.alive:
+                wait = interval
+                continue
+            quiet_for = time.monotonic() - conn.last_send
+            if busy or quiet_for < interval:
+                wait = max(interval - quiet_for, 0.01) if not busy else interval
+                continue
+            try:
+                conn.send(build_keepalive(settings, self._keepalive_style))
+                logger.debug("keepalive sent on connection #%d", conn.id)
+            except SmallestConnectionError as exc:
+                logger.info("keepalive failed: %s", exc)
+            wait = interval
+
+
+def _describe(closed: ConnectionClosed) -> str:
+    if closed.code is not None:
+        return f"closed by the server with code {closed.code}{': ' + closed.reason if closed.reason else ''}"
+    return f"socket error: {closed.cause}" if closed.cause else "socket ended"

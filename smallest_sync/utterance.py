@@ -1,0 +1,114 @@
+"""The handle of one piece of text on its way to the speaker."""
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Optional, Tuple
+
+from .player import Track
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .speaker import Speaker
+
+__all__ = ["Utterance"]
+
+# States, in order of life; the last three are final.
+QUEUED, SPEAKING, DONE, INTERRUPTED, FAILED = "queued", "speaking", "done", "interrupted", "failed"
+FINAL = (DONE, INTERRUPTED, FAILED)
+
+
+class Utterance:
+    """A piece of text being spoken, returned by ``say()`` and ``speak()``.
+
+    Thread-safe: any thread may ``wait()`` on it or ``cancel()`` it. State changes
+    are made by the Speaker under its lock.
+
+    Attributes:
+        text: what was asked for.
+        settings: the voice settings it is spoken with (fixed when it was queued).
+    """
+
+    def __init__(self, text: str, settings: Settings, serial: int, speaker: "Speaker") -> None:
+        self.text = text
+        self.settings = settings
+        self.serial = serial
+        self._speaker = speaker
+        self.track = Track(f"utterance-{serial}")
+        self.state = QUEUED
+        self.error: Optional[BaseException] = None
+        self._finished = threading.Event()
+        self.queued_at = time.monotonic()
+        self.sent_at: Optional[float] = None
+        self.first_chunk_at: Optional[float] = None
+        self.heard_at: Optional[float] = None
+        self.ended_at: Optional[float] = None
+        self._stall_mark: Optional[Tuple[int, float]] = None  # (samples taken, when): stall watchdog
+
+    def __repr__(self) -> str:
+        text = self.text if len(self.text) <= 40 else self.text[:37] + "..."
+        return f"<Utterance #{self.serial} {self.state} {text!r}>"
+
+    @property
+    def done(self) -> bool:
+        """True once it is over, whichever way (played, interrupted, cancelled, failed)."""
+        return self._finished.is_set()
+
+    @property
+    def interrupted(self) -> bool:
+        """True if ``interrupt()`` or ``cancel()`` cut it short (or before it began)."""
+        return self.state == INTERRUPTED
+
+    @property
+    def time_to_first_audio(self) -> Optional[float]:
+        """Seconds from queueing to its first sample handed to the output."""
+        first = self.track.first_taken_at
+        return None if first is None else first - self.queued_at
+
+    @property
+    def time_to_first_chunk(self) -> Optional[float]:
+        """Seconds from sending the request to the first audio frame arriving."""
+        if self.first_chunk_at is None or self.sent_at is None:
+            return None
+        return self.first_chunk_at - self.sent_at
+
+    @property
+    def duration(self) -> float:
+        """Seconds of its audio handed to the output so far (all of it, once done)."""
+        return self.track.taken / self.settings.sample_rate
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Block until it is over, or ``timeout`` seconds pass.
+
+        Returns True when over (check :attr:`interrupted`), False on timeout.
+        Raises the error that failed it (typed, with ``__cause__``). Even with no
+        timeout the wait is bounded: a stalled server or audio device fails the
+        utterance after the Speaker's ``timeout``.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        check_every = self._speaker.timeout / 4
+        while not self._finished.is_set():
+            remaining = check_every if deadline is None else min(check_every, deadline - time.monotonic())
+            if remaining <= 0:
+                return False
+            if not self._finished.wait(remaining):
+                self._speaker._check_stalled(self)
+        if self.error is not None:
+            raise self.error
+        return True
+
+    def cancel(self) -> None:
+        """Drop this utterance only: silenced if playing, skipped if queued."""
+        self._speaker._cancel(self)
+
+    # Called by the Speaker, under its lock.
+    def _end(self, state: str, error: Optional[BaseException] = None) -> bool:
+        if self.state in FINAL:
+            return False
+        self.state = state
+        self.error = error
+        self.ended_at = time.monotonic()
+        return True
+
+    def _release(self) -> None:
+        self._finished.set()
