@@ -281,12 +281,16 @@ class DeviceOutput(AudioOutput):
         return self._latency
 
     def discard_buffered(self) -> None:
-        """Abort and restart the stream: what PortAudio buffered is dropped, not played."""
+        """Stop and restart the stream so what PortAudio buffered is not played.
+
+        PyAudio exposes only Pa_StopStream; on PulseAudio/ALSA (measured here) it
+        drops the buffer rather than draining it, which is what an interrupt wants.
+        """
         stream = self._stream
         if stream is None:
             return
         try:
-            stream.abort_stream()  # abort drops what is buffered; stop would play it out
+            stream.stop_stream()
             stream.start_stream()
         except (IOError, OSError) as exc:
             raise AudioDeviceError(f"audio device failed while flushing: {exc}") from exc
@@ -295,7 +299,7 @@ class DeviceOutput(AudioOutput):
         stream, self._stream = self._stream, None
         if stream is not None:
             try:
-                stream.abort_stream()
+                stream.stop_stream()
                 stream.close()
             except (IOError, OSError) as exc:
                 logger.warning("closing the audio stream failed: %s", exc)

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import sys
-from typing import Iterator, List, Optional, Sequence
+from typing import Iterator, Optional, Sequence, Union
 
 from . import __version__
 from .errors import (
@@ -64,7 +64,7 @@ def _emulator() -> Iterator[str]:
         from .emulator import Emulator, EmulatorConfig
     except ImportError as exc:
         raise ConfigurationError(f"the emulator needs the 'emulator' extra: pip install 'smallest-sync[emulator]' ({exc})") from exc
-    with Emulator(EmulatorConfig(), engine="auto") as emulator:
+    with Emulator(EmulatorConfig(engine="auto")) as emulator:
         yield emulator.base_url
 
 
@@ -81,7 +81,7 @@ def _list_devices() -> int:
     return EXIT_OK
 
 
-def _device(spec: Optional[str]) -> Optional[object]:
+def _device(spec: Optional[str]) -> Union[int, str, None]:
     if spec is None:
         return None
     return int(spec) if spec.isdigit() else spec

@@ -12,9 +12,9 @@ Threads: ``smallest-reader`` (one per connection) runs ``recv`` and the handler.
 from __future__ import annotations
 
 import dataclasses
+import json
 import itertools
 import logging
-import socket
 import struct
 import threading
 import time
@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import websocket
 
 from ._version import __version__
-from .errors import AuthenticationError, ProtocolError, SmallestConnectionError
+from .errors import AuthenticationError, ConfigurationError, ProtocolError, SmallestConnectionError
 from .protocol import LIVE_PATH, ServerEvent, parse_frame
 
 logger = logging.getLogger(__name__)
@@ -57,12 +57,8 @@ def live_url(base_url: str, *, allow_insecure: bool = False) -> str:
     """
     parts = urlsplit(base_url)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        from .errors import ConfigurationError
-
         raise ConfigurationError(f"base_url must be a ws:// or wss:// URL; got {base_url!r}")
     if parts.scheme == "ws" and not allow_insecure and not _is_loopback(parts.hostname):
-        from .errors import ConfigurationError
-
         raise ConfigurationError(
             f"refusing plain ws:// to {parts.hostname}: the API key would travel unencrypted; "
             "use wss:// or pass allow_insecure=True"
@@ -174,7 +170,7 @@ class Connection:
         self._aborted.set()
         ws = self._ws
         if ws is not None:
-            ws.abort()
+            ws.abort()  # type: ignore[no-untyped-call]
 
     def close(self, timeout: float = 1.0) -> None:
         """Close politely (close frame, wait up to ``timeout`` for the server's), then
@@ -194,7 +190,7 @@ class Connection:
             if reader.is_alive():
                 logger.error("reader thread of connection #%d did not stop", self.id)
         if ws is not None:
-            ws.shutdown()
+            ws.shutdown()  # type: ignore[no-untyped-call]
 
     def _read(self, ws: websocket.WebSocket) -> None:
         end = ConnectionClosed()
@@ -242,8 +238,6 @@ def _body_message(body: Optional[bytes]) -> str:
     if not body:
         return "no explanation given"
     try:
-        import json
-
         parsed: Dict[str, Any] = json.loads(body)
         return str(parsed.get("message") or parsed.get("error") or parsed)[:200]
     except (ValueError, AttributeError):

@@ -212,11 +212,14 @@ class Player:
                 self._head_pos = 0
         # A cue right behind the last sample belongs to this block too: the end of
         # a track must not wait for the next block to be noticed.
-        while items and isinstance(items[0][1], _Cue):
-            track, cue = items.popleft()
+        while items:
+            track, cue = items[0]
+            if not isinstance(cue, _Cue):
+                break
+            items.popleft()
             if cue.kind == "end":
                 track.ended = True
-            self._due.append((now + delay + filled / self._rate, track, cue))  # type: ignore[arg-type]
+            self._due.append((now + delay + filled / self._rate, track, cue))
         self._buffered -= filled
         if filled or self._due:
             self._cond.notify_all()

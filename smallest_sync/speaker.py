@@ -28,7 +28,7 @@ import os
 import random
 import threading
 import time
-from typing import Any, Callable, Deque, List, Optional, Union
+from typing import Any, Callable, Deque, List, Optional
 
 from .audio import OutputSpec, make_output
 from .connection import Connection, ConnectionClosed, ReaderEvent, live_url
@@ -47,7 +47,7 @@ from .events import Dispatcher, EndEvent, ErrorEvent, StartEvent
 from .player import Player, Track
 from .protocol import AudioChunk, Complete, PcmDecoder, Pong, ServerError, UnknownFrame, WordTimestamp, build_keepalive, build_request
 from .settings import UPDATABLE, Settings, validate_text
-from .utterance import DONE, FAILED, INTERRUPTED, SPEAKING, Utterance
+from .utterance import DONE, FAILED, INTERRUPTED, PLAYING, SPEAKING, Utterance
 
 logger = logging.getLogger(__name__)
 
@@ -454,6 +454,7 @@ class Speaker:
             if self._queue and self._queue[0] is utterance:
                 self._queue.popleft()
                 self._playing.append(utterance)
+                utterance.state = PLAYING
         # Audio is all queued in the player: its end cue ends the utterance.
         if not self._player.finish(utterance.track):
             logger.debug("utterance #%d was cut before its end", utterance.serial)
@@ -465,7 +466,7 @@ class Speaker:
         A socket lost before any audio of the request arrived is retried.
         """
         utterance = request.utterance
-        for attempt in range(1 + _RESEND_ATTEMPTS):
+        for _attempt in range(1 + _RESEND_ATTEMPTS):
             try:
                 conn = self._connection()
             except SmallestError as exc:

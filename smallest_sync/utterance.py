@@ -13,8 +13,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Utterance"]
 
-# States, in order of life; the last three are final.
-QUEUED, SPEAKING, DONE, INTERRUPTED, FAILED = "queued", "speaking", "done", "interrupted", "failed"
+# States, in order of life; the last three are final. "speaking": its request is
+# out and audio is arriving; "playing": all its audio has arrived and is being heard.
+QUEUED, SPEAKING, PLAYING = "queued", "speaking", "playing"
+DONE, INTERRUPTED, FAILED = "done", "interrupted", "failed"
 FINAL = (DONE, INTERRUPTED, FAILED)
 
 
@@ -27,6 +29,8 @@ class Utterance:
     Attributes:
         text: what was asked for.
         settings: the voice settings it is spoken with (fixed when it was queued).
+        state: ``"queued"``, ``"speaking"`` (audio arriving), ``"playing"`` (all
+            audio arrived), then one of ``"done"``, ``"interrupted"``, ``"failed"``.
     """
 
     def __init__(self, text: str, settings: Settings, serial: int, speaker: "Speaker") -> None:

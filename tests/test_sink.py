@@ -18,7 +18,6 @@ from tests.sink import (
     active_regions,
     find_segment,
     require_sink,
-    sink_recorder,  # noqa: F401  (fixture)
 )
 
 
