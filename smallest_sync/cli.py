@@ -68,10 +68,30 @@ def _emulator() -> Iterator[str]:
         yield emulator.base_url
 
 
-def _list_devices() -> int:
+@contextlib.contextmanager
+def _native_stderr_silenced(enabled: bool = True) -> Iterator[None]:
+    """Hide what C libraries print on file descriptor 2 (ALSA and JACK probe
+    messages from PortAudio's start-up), which would bury our one-line errors."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _list_devices(quiet: bool) -> int:
     from .audio import list_output_devices
 
-    devices = list_output_devices()
+    with _native_stderr_silenced(quiet):
+        devices = list_output_devices()
     for device in devices:
         mark = "*" if device["is_default"] else " "
         print(f"{mark} {device['index']:3d}  {device['name']}  ({device['host_api']}, {device['default_sample_rate']:.0f} Hz)")
@@ -89,7 +109,7 @@ def _device(spec: Optional[str]) -> Union[int, str, None]:
 
 def run(args: argparse.Namespace) -> int:
     if args.list_devices:
-        return _list_devices()
+        return _list_devices(quiet=not args.verbose)
     text = " ".join(args.text).strip()
     if not text:
         print("smallest-say: nothing to say (give text as arguments)", file=sys.stderr)
@@ -103,11 +123,13 @@ def run(args: argparse.Namespace) -> int:
         elif not api_key:
             print(f"smallest-say: {NO_KEY_HELP}", file=sys.stderr)
             return EXIT_AUTH
-        speaker = stack.enter_context(Speaker(
-            api_key, base_url=base_url, voice=args.voice, model=args.model, language=args.language,
-            speed=args.speed, sample_rate=args.sample_rate,
-            output=args.out if args.out else _device(args.device),
-        ))
+        with _native_stderr_silenced(not args.verbose):
+            speaker = Speaker(
+                api_key, base_url=base_url, voice=args.voice, model=args.model, language=args.language,
+                speed=args.speed, sample_rate=args.sample_rate,
+                output=args.out if args.out else _device(args.device),
+            )
+        stack.enter_context(speaker)
         utterance = speaker.speak(text)
         logging.getLogger(__name__).info(
             "spoke %.2f s of audio; first audio after %.0f ms", utterance.duration,

@@ -368,7 +368,7 @@ class Speaker:
             self._queue = collections.deque(u for u in self._queue if u is not utterance)
             self._playing = [u for u in self._playing if u is not utterance]
             self._lock.notify_all()
-        logger.warning("utterance #%d failed: %s", utterance.serial, error)
+        logger.info("utterance #%d failed: %s", utterance.serial, error)  # the error itself reaches wait() and on_error
         self._finish([utterance])
 
     def _cancel(self, utterance: Utterance) -> None:
