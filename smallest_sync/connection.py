@@ -170,7 +170,10 @@ class Connection:
         self._aborted.set()
         ws = self._ws
         if ws is not None:
-            ws.abort()  # type: ignore[no-untyped-call]
+            try:
+                ws.abort()  # type: ignore[no-untyped-call]
+            except (OSError, AttributeError):
+                pass  # already shut down (older websocket-client lets this escape)
 
     def close(self, timeout: float = 1.0) -> None:
         """Close politely (close frame, wait up to ``timeout`` for the server's), then

@@ -404,9 +404,9 @@ class Speaker:
                 utterance = self._queue[0] if self._queue else None
                 self._want_connection = False
                 retired, self._retired = self._retired, []
-            for old in retired:
-                old.close()
             try:
+                for old in retired:
+                    old.close()
                 if utterance is None:
                     self._warm_up()
                 else:
