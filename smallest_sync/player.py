@@ -36,6 +36,9 @@ __all__ = ["Player", "Track"]
 Listener = Callable[["Track", str, Any, float], None]
 
 _JOIN_TIMEOUT = 5.0
+# A pulling device with nothing to play is stopped after this long, and restarted
+# (about 0.5 ms) when audio comes: an idle running stream costs ~1 % of a core.
+_SUSPEND_AFTER = 1.0
 # The player thread wakes at least this often even with nothing due, so a lost
 # notification can delay it but never stall it.
 _MAX_IDLE_WAIT = 1.0
@@ -107,6 +110,12 @@ class Player:
         self._flush = False
         self._closing = False
         self._clock_next: Optional[float] = None
+        self._last_taken = time.monotonic()  # when the output last took a sample
+        # Guards starting, stopping and flushing the device stream, and _running.
+        # Taken before _cond, never inside it: PortAudio's callback takes _cond,
+        # and starting a stream may wait for that callback.
+        self._stream_lock = threading.Lock()
+        self._running = output.kind == "device"
         output.open(sample_rate)
         self._thread = threading.Thread(target=self._run, name="smallest-player", daemon=True)
         # Daemon: a script that forgets close() must still exit; close() joins it.
@@ -139,7 +148,8 @@ class Player:
             track.fed += len(pcm)
             self._buffered += len(pcm)
             self._cond.notify_all()
-            return True
+        self._ensure_running()
+        return True
 
     def mark(self, track: Track, kind: str, payload: Any = None) -> bool:
         """Queue a cue after the audio fed so far; it fires when that point is heard."""
@@ -148,7 +158,8 @@ class Player:
                 return False
             self._items.append((track, _Cue(kind, payload)))
             self._cond.notify_all()
-            return True
+        self._ensure_running()
+        return True
 
     def finish(self, track: Track) -> bool:
         """No more audio for ``track``: an ``"end"`` cue fires when its last sample is heard."""
@@ -221,6 +232,8 @@ class Player:
                 track.ended = True
             self._due.append((now + delay + filled / self._rate, track, cue))
         self._buffered -= filled
+        if filled:
+            self._last_taken = now
         if filled or self._due:
             self._cond.notify_all()
         return parts, filled
@@ -248,12 +261,13 @@ class Player:
                 while self._due and self._due[0][0] <= now:
                     due.append(self._due.popleft())
                 flush, self._flush = self._flush, False
-                if not (to_write or due or flush):
+                idle = output.kind == "device" and not (self._items or self._due)
+                if not (to_write or due or flush) and not (idle and self._idle_expired(now)):
                     self._cond.wait(self._wait_time(now))
                     continue
             try:
-                if flush:
-                    output.discard_buffered()
+                if flush or idle:
+                    self._tend_stream(flush)
                 for pcm in to_write:
                     output.write(pcm)
             except Exception as exc:  # an output that fails must fail the utterance, not the thread
@@ -266,6 +280,37 @@ class Player:
                     except Exception as exc:
                         logger.exception("player listener failed on %s cue", cue.kind)
                         self._on_failure(exc)
+
+    def _ensure_running(self) -> None:
+        """Restart a suspended device stream (caller holds no lock)."""
+        if self._running or self._output.kind != "device":
+            return
+        with self._stream_lock:
+            if not self._running and not self._closing:
+                self._output.resume()
+                self._running = True
+
+    def _idle_expired(self, now: float) -> bool:
+        return self._running and now - self._last_taken >= _SUSPEND_AFTER
+
+    def _tend_stream(self, flush: bool) -> None:
+        """Player thread: flush the device after a cut, or stop it when idle."""
+        with self._stream_lock:
+            if not self._running:
+                return
+            if flush:
+                self._output.discard_buffered()
+            with self._cond:
+                idle = not (self._items or self._due) and self._idle_expired(time.monotonic())
+            if idle:
+                self._output.suspend()
+                self._running = False
+                # A feed that saw _running still True skipped the restart: catch it here.
+                with self._cond:
+                    arrived = bool(self._items)
+                if arrived:
+                    self._output.resume()
+                    self._running = True
 
     def _tick_clock(self, now: float) -> List[Pcm]:
         """Clock outputs: take one block per block period while audio is queued."""
@@ -285,7 +330,9 @@ class Player:
         return blocks
 
     def _wait_time(self, now: float) -> float:
-        deadlines = [when for when in (self._clock_next, self._due[0][0] if self._due else None) if when is not None]
+        suspend_at = self._last_taken + _SUSPEND_AFTER if self._running and not self._items else None
+        deadlines = [when for when in (self._clock_next, self._due[0][0] if self._due else None, suspend_at)
+                     if when is not None]
         if not deadlines:
             return _MAX_IDLE_WAIT
         return max(0.0, min(min(deadlines) - now, _MAX_IDLE_WAIT))

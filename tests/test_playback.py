@@ -77,3 +77,16 @@ def test_unknown_devices_are_clear_errors(emulator: Emulator) -> None:
     for device in (999, "no such device anywhere"):
         with pytest.raises(AudioDeviceError, match="no output device|matches no"):
             Speaker("sk_test", base_url=emulator.base_url, output=device)
+
+
+def test_speech_after_a_quiet_spell_is_heard_whole(
+        emulator: Emulator, make_speaker: Callable[..., Speaker], sink_recorder: SinkRecorder) -> None:
+    # After a second of silence the device stream is stopped (it costs CPU even
+    # when silent) and restarted for the next utterance: its start must not be clipped.
+    speaker = make_speaker(output=None, sample_rate=SINK_RATE)
+    speaker.speak("Before the pause.")
+    assert sink_recorder.wait_until(time.monotonic() + 1.5)
+    speaker.speak("After the pause.")
+    recording = sink_recorder.stop(tail=0.3)
+    for served in emulator.served:
+        assert find_segment(recording, sounding(served.pcm), exact=True) is not None, served.text
