@@ -30,7 +30,7 @@ from .errors import (
     SpeakerClosedError,
     SynthesisTimeout,
 )
-from .events import EndEvent, ErrorEvent, StartEvent
+from .events import AudioEvent, EndEvent, ErrorEvent, StartEvent, WordEvent
 from .settings import Settings
 from .speaker import Speaker
 from .utterance import Utterance
@@ -45,6 +45,8 @@ __all__ = [
     "StartEvent",
     "EndEvent",
     "ErrorEvent",
+    "WordEvent",
+    "AudioEvent",
     "AudioOutput",
     "DeviceOutput",
     "NullOutput",

@@ -12,9 +12,10 @@ Threads: ``smallest-reader`` (one per connection) runs ``recv`` and the handler.
 from __future__ import annotations
 
 import dataclasses
-import json
 import itertools
+import json
 import logging
+import socket
 import struct
 import threading
 import time
@@ -99,6 +100,7 @@ class Connection:
         self._closed = threading.Event()  # set when the reader has finished
         self._reader: Optional[threading.Thread] = None
         self.last_send = 0.0  # monotonic time of the last message sent
+        self.keepalives_unanswered = 0  # text keepalives a server might still answer (Speaker lock)
         self.opened_at = 0.0
 
     def __repr__(self) -> str:
@@ -118,39 +120,57 @@ class Connection:
         ]
 
     def open(self) -> None:
-        """Connect and start the reader. Raises AuthenticationError or SmallestConnectionError."""
+        """Connect and start the reader. Raises AuthenticationError or SmallestConnectionError.
+
+        Redirects are not followed: websocket-client would re-send our headers,
+        API key included, to wherever the redirect points (even plain ws://).
+        :meth:`abort` from another thread ends a connect that is in progress.
+        """
+        ws = websocket.WebSocket(
+            enable_multithread=True,
+            # Frames are parsed as JSON right away, which rejects bad text anyway;
+            # the pure-Python UTF-8 check would cost more than the decoding.
+            skip_utf8_validation=True,
+        )
+        self._ws = ws
         try:
-            ws = websocket.create_connection(
-                self.url,
-                header=self._headers(),
-                timeout=self._timeout,
-                enable_multithread=True,
-                # Frames are parsed as JSON right away, which rejects bad text anyway;
-                # the pure-Python UTF-8 check would cost more than the decoding.
-                skip_utf8_validation=True,
-            )
+            ws.connect(self.url, header=self._headers(), timeout=self._timeout, redirect_limit=0)  # type: ignore[no-untyped-call]
         except websocket.WebSocketBadStatusException as exc:
+            ws.shutdown()  # type: ignore[no-untyped-call]
             status = exc.status_code
             if status in (401, 403):
                 raise AuthenticationError(
-                    f"the service refused the API key (HTTP {status}): {_body_message(exc.resp_body)}",
+                    f"the service refused the API key (HTTP {status}): {self._scrub(_body_message(exc.resp_body))}",
                     status_code=status,
-                ) from None  # the handshake exception echoes response headers; nothing of ours is needed
+                ) from None  # the handshake exception carries response headers; nothing of it is needed
             raise SmallestConnectionError(
                 f"WebSocket upgrade to {self.url} refused with HTTP {status}", status_code=status
-            ) from exc
+            ) from None
         except (OSError, websocket.WebSocketException) as exc:
-            raise SmallestConnectionError(f"cannot connect to {self.url}: {exc}") from exc
+            ws.shutdown()  # type: ignore[no-untyped-call]
+            if self._aborted.is_set():
+                raise SmallestConnectionError("connecting was abandoned (the Speaker closed)") from None
+            raise SmallestConnectionError(f"cannot connect to {self.url}: {self._scrub(str(exc))}") from exc
+        status = getattr(ws.handshake_response, "status", 101)
+        if status != 101 or self._aborted.is_set():
+            ws.shutdown()  # type: ignore[no-untyped-call]
+            raise SmallestConnectionError(
+                f"WebSocket upgrade to {self.url} answered with HTTP {status}; redirects are not followed",
+                status_code=status,
+            )
         # Block in recv without a timeout: abort() wakes it, and the Speaker
         # watches for progress with its own deadline.
         ws.settimeout(None)
-        self._ws = ws
         self.opened_at = self.last_send = time.monotonic()
         self._reader = threading.Thread(
             target=self._read, args=(ws,), name=f"smallest-reader-{self.id}", daemon=True
         )
         self._reader.start()
         logger.debug("connection #%d open to %s", self.id, self.url)
+
+    def _scrub(self, text: str) -> str:
+        """Server-supplied text with our key masked, should a server echo it."""
+        return text.replace(self._api_key, "***") if self._api_key else text
 
     def send(self, text: str) -> None:
         """Send one text frame. Raises SmallestConnectionError if the socket is gone."""
@@ -165,26 +185,29 @@ class Connection:
             raise SmallestConnectionError(f"sending failed: {exc}") from exc
 
     def abort(self) -> None:
-        """End the socket now, from any thread, without waiting. Frames still in
-        flight are never handed over."""
+        """End the socket now, from any thread, without waiting — also while it is
+        still connecting. Frames still in flight are never handed over."""
         self._aborted.set()
         ws = self._ws
-        if ws is not None:
+        sock = ws.sock if ws is not None else None
+        if sock is not None:
             try:
-                ws.abort()  # type: ignore[no-untyped-call]
-            except (OSError, AttributeError):
-                pass  # already shut down (older websocket-client lets this escape)
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a recv() or a handshake in progress
+            except OSError:
+                pass  # already shut down
 
     def close(self, timeout: float = 1.0) -> None:
         """Close politely (close frame, wait up to ``timeout`` for the server's), then
         join the reader. Idempotent; safe from the reader's own handler."""
         ws = self._ws
-        if ws is not None and self.alive:
+        if ws is not None and self.alive and self._send_lock.acquire(timeout=timeout):
+            # (a send stuck on a full TCP window must not hang close: then skip the courtesy)
             try:
-                with self._send_lock:
-                    ws.send_close()
+                ws.send_close()
             except (OSError, websocket.WebSocketException):
                 pass
+            finally:
+                self._send_lock.release()
             self._closed.wait(timeout)
         self.abort()
         reader = self._reader
@@ -213,6 +236,8 @@ class Connection:
                     event: ReaderEvent = parse_frame(data)
                 except ProtocolError as exc:
                     event = exc
+                except Exception as exc:  # whatever a hostile frame triggers, the reader lives on
+                    event = ProtocolError(f"unparseable frame: {type(exc).__name__}")
                 self._deliver(event)
         finally:
             self._closed.set()

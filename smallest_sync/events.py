@@ -12,14 +12,14 @@ import dataclasses
 import logging
 import queue
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, Union
 
 if TYPE_CHECKING:
     from .utterance import Utterance
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["StartEvent", "EndEvent", "ErrorEvent", "Dispatcher"]
+__all__ = ["StartEvent", "EndEvent", "ErrorEvent", "WordEvent", "AudioEvent", "Event", "Dispatcher"]
 
 _JOIN_TIMEOUT = 5.0
 
@@ -45,6 +45,32 @@ class ErrorEvent:
     error: BaseException
     utterance: Optional["Utterance"] = None
 
+
+@dataclasses.dataclass(frozen=True)
+class WordEvent:
+    """``word`` is being heard now.
+
+    ``start``/``end`` are seconds on the utterance's own timeline (cumulative over
+    the requests of a streamed turn); ``index`` counts the utterance's words from 0.
+    """
+
+    word: str
+    start: float
+    end: float
+    utterance: "Utterance"
+    index: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioEvent:
+    """Decoded samples of ``utterance`` as they arrived from the server (before playback)."""
+
+    samples: Any  # np.ndarray of int16
+    utterance: "Utterance"
+
+
+#: What ``Speaker.events`` carries.
+Event = Union[StartEvent, EndEvent, ErrorEvent, WordEvent]
 
 _Call = Tuple[Callable[[Any], object], Any]
 _STOP = object()
@@ -77,7 +103,7 @@ class Dispatcher:
             callback, event = item
             try:
                 callback(event)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # sys.exit() in a callback must not kill the thread
                 logger.exception("callback %r raised", callback)
                 if callback is not self._on_error and self._on_error is not None:
                     self._queue.put((self._on_error, ErrorEvent(exc, getattr(event, "utterance", None))))

@@ -18,6 +18,8 @@ the device callback, which only copies samples.
 from __future__ import annotations
 
 import collections
+import heapq
+import itertools
 import logging
 import threading
 import time
@@ -47,15 +49,17 @@ _MAX_IDLE_WAIT = 1.0
 class Track:
     """The player's view of one utterance. Fields are guarded by the player's lock."""
 
-    __slots__ = ("label", "cut", "fed", "taken", "first_taken_at", "ended")
+    __slots__ = ("label", "cut", "fed", "taken", "first_taken_at", "ended", "heard_out", "cues")
 
     def __init__(self, label: str = "") -> None:
         self.label = label
+        self.cues: Deque[Tuple[int, _Cue]] = collections.deque()  # at sample positions, in order
         self.cut = False  # dropped: no more of it may be played
         self.fed = 0  # samples queued so far
         self.taken = 0  # samples handed to the output so far
         self.first_taken_at: Optional[float] = None  # monotonic time of the first one
         self.ended = False  # its end cue has been taken
+        self.heard_out = False  # its end cue has fired: nothing of it is left in the device
 
     def __repr__(self) -> str:
         return f"Track({self.label!r}, fed={self.fed}, taken={self.taken}, cut={self.cut})"
@@ -70,7 +74,7 @@ class _Cue:
 
 
 _Item = Tuple[Track, Union[Pcm, _Cue]]
-_Due = Tuple[float, Track, _Cue]
+_Due = Tuple[float, int, Track, _Cue]  # (when heard, tie-break, ...): a heap
 
 
 class Player:
@@ -99,15 +103,20 @@ class Player:
         self._listener = listener
         self._on_failure = on_failure
         self._max_buffered = max_buffered or sample_rate * 120
-        # Guards _items, _head_pos, _buffered, _due, _flush, _closing, _clock_next
+        # Guards _items, _head_pos, _buffered, _due, _flush_wanted, _flush_done, _paused, _closing, _clock_next
         # and every Track's fields. Held only for short copies, never while
         # calling user code or the output.
         self._cond = threading.Condition()
         self._items: Deque[_Item] = collections.deque()
         self._head_pos = 0  # samples of the head item already taken
         self._buffered = 0  # samples queued and not yet taken
-        self._due: Deque[_Due] = collections.deque()
-        self._flush = False
+        self._due: List[_Due] = []
+        self._due_order = itertools.count()
+        self._paused = False
+        # Device flushes asked for (by cut) and done (player thread). While they
+        # differ the callback takes nothing, so only cut audio is dropped.
+        self._flush_wanted = 0
+        self._flush_done = 0
         self._closing = False
         self._clock_next: Optional[float] = None
         self._last_taken = time.monotonic()  # when the output last took a sample
@@ -116,6 +125,11 @@ class Player:
         # and starting a stream may wait for that callback.
         self._stream_lock = threading.Lock()
         self._running = output.kind == "device"
+        # Clock outputs take a block and write it under this lock, so cut() waits
+        # for a block in flight rather than letting it "play" after returning.
+        self._clock_lock = threading.Lock()
+        self._feed_waiters = 0  # feeds waiting for room: takes must wake them
+        self.taken_total = 0  # samples the output has taken, all tracks (stall watchdog)
         output.open(sample_rate)
         self._thread = threading.Thread(target=self._run, name="smallest-player", daemon=True)
         # Daemon: a script that forgets close() must still exit; close() joins it.
@@ -141,13 +155,18 @@ class Player:
                 remaining = _MAX_IDLE_WAIT if deadline is None else deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                self._cond.wait(min(remaining, _MAX_IDLE_WAIT))
+                self._feed_waiters += 1
+                try:
+                    self._cond.wait(min(remaining, _MAX_IDLE_WAIT))
+                finally:
+                    self._feed_waiters -= 1
             if track.cut or self._closing:
                 return False
             self._items.append((track, pcm))
             track.fed += len(pcm)
             self._buffered += len(pcm)
-            self._cond.notify_all()
+            if self._output.kind != "device":  # a device pulls by itself
+                self._cond.notify_all()
         self._ensure_running()
         return True
 
@@ -161,6 +180,46 @@ class Player:
         self._ensure_running()
         return True
 
+    def mark_at(self, track: Track, position: int, kind: str, payload: Any = None) -> bool:
+        """A cue that fires when sample ``position`` of ``track`` is heard (at once if it
+        already was). Cues must come in position order."""
+        with self._cond:
+            if track.cut or self._closing:
+                return False
+            cue = _Cue(kind, payload)
+            if position < track.taken:  # heard already: fire now
+                self._schedule(time.monotonic(), track, cue)
+                self._cond.notify_all()
+                return True
+            cues = track.cues
+            at = len(cues)
+            while at and cues[at - 1][0] > position:  # out-of-order words stay in order
+                at -= 1
+            cues.insert(at, (position, cue))
+            return True
+
+    def _schedule(self, when: float, track: Track, cue: _Cue) -> None:
+        heapq.heappush(self._due, (when, next(self._due_order), track, cue))
+
+    def pause(self) -> None:
+        """Stop taking audio; nothing is dropped. What the device already buffered
+        (one block plus its latency) still plays."""
+        with self._cond:
+            self._paused = True
+            self._cond.notify_all()
+
+    def resume(self) -> None:
+        """Carry on from the exact sample where :meth:`pause` stopped."""
+        with self._cond:
+            self._paused = False
+            self._last_taken = time.monotonic()
+            self._cond.notify_all()
+        self._ensure_running()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
     def finish(self, track: Track) -> bool:
         """No more audio for ``track``: an ``"end"`` cue fires when its last sample is heard."""
         return self.mark(track, "end")
@@ -171,21 +230,31 @@ class Player:
         Returns at once: silencing audio the output already buffered happens on the
         player thread.
         """
-        with self._cond:
+        with self._clock_lock, self._cond:
             cut_any = False
             for track in tracks:
                 if not track.cut:
                     track.cut = True
                     cut_any = True
-                    self._flush = self._flush or (track.taken > 0 and not track.ended)
+                    # Some of it may still sit in the device's buffer: drop that too.
+                    if track.taken > 0 and not track.heard_out and self._output.kind == "device":
+                        self._flush_wanted = self._flush_done + 1
             if not cut_any:
                 return
             if self._items and self._items[0][0].cut:
                 self._head_pos = 0
             self._items = collections.deque(item for item in self._items if not item[0].cut)
             self._buffered = sum(len(data) for _, data in self._items if not isinstance(data, _Cue)) - self._head_pos
-            self._due = collections.deque(due for due in self._due if not due[1].cut)
+            self._due = [due for due in self._due if not due[2].cut]
+            heapq.heapify(self._due)
+            for track in tracks:
+                track.cues.clear()
             self._cond.notify_all()
+
+    @property
+    def has_queued(self) -> bool:
+        """Audio or cues are waiting for the output."""
+        return bool(self._items)
 
     @property
     def buffered_seconds(self) -> float:
@@ -202,18 +271,27 @@ class Player:
         parts: List[Pcm] = []
         filled = 0
         items = self._items
+        # Sinks have no clock: a sample written is a sample heard, so every cue
+        # passed is due now. Pulling outputs play the block from ``now + delay`` on.
+        rate = self._rate if self._output.kind != "sink" else float("inf")
+        scheduled = len(self._due)
+        if self._paused or self._flush_wanted != self._flush_done:
+            return parts, 0  # (a pending flush: take nothing until the device buffer is dropped)
         while items and filled < frames:
             track, data = items[0]
             if isinstance(data, _Cue):
                 items.popleft()
-                if data.kind == "end":
-                    track.ended = True
-                self._due.append((now + delay + filled / self._rate, track, data))
+                self._cue_taken(track, data, now + delay + filled / rate)
                 continue
             if track.taken == 0:
                 track.first_taken_at = now
-                self._due.append((now + delay + filled / self._rate, track, _Cue("start")))
+                self._schedule(now + delay + filled / rate, track, _Cue("start"))
             count = min(frames - filled, len(data) - self._head_pos)
+            cues = track.cues
+            if cues and cues[0][0] < track.taken + count:
+                while cues and cues[0][0] < track.taken + count:
+                    position, cue = cues.popleft()
+                    self._schedule(now + delay + (filled + max(position - track.taken, 0)) / rate, track, cue)
             parts.append(data[self._head_pos:self._head_pos + count])
             self._head_pos += count
             filled += count
@@ -224,19 +302,25 @@ class Player:
         # A cue right behind the last sample belongs to this block too: the end of
         # a track must not wait for the next block to be noticed.
         while items:
-            track, cue = items[0]
-            if not isinstance(cue, _Cue):
+            track, trailing = items[0]
+            if not isinstance(trailing, _Cue):
                 break
             items.popleft()
-            if cue.kind == "end":
-                track.ended = True
-            self._due.append((now + delay + filled / self._rate, track, cue))
+            self._cue_taken(track, trailing, now + delay + filled / rate)
         self._buffered -= filled
         if filled:
             self._last_taken = now
-        if filled or self._due:
+            self.taken_total += filled
+        if scheduled != len(self._due) or self._feed_waiters:
             self._cond.notify_all()
         return parts, filled
+
+    def _cue_taken(self, track: Track, cue: _Cue, when: float) -> None:
+        if cue.kind == "end":
+            track.ended = True
+            while track.cues:  # cues placed past the last sample fire with the end
+                self._schedule(when, track, track.cues.popleft()[1])
+        self._schedule(when, track, cue)
 
     def _render(self, frames: int, delay: float) -> Pcm:
         """PortAudio callback body: exactly ``frames`` samples, silence where none are queued."""
@@ -249,37 +333,44 @@ class Player:
         while True:
             to_write: List[Pcm] = []
             due: List[_Due] = []
-            flush = False
+            flush = 0
+            clock_due = False
             with self._cond:
                 if self._closing:
                     return
                 now = time.monotonic()
-                if output.kind == "sink" and self._items:
+                if output.kind == "sink" and self._items and not self._paused:
                     to_write, _ = self._take(self._buffered, now, 0.0)
-                elif output.kind == "clock":
-                    to_write = self._tick_clock(now)
+                elif output.kind == "clock" and self._clock_next is not None and self._clock_next <= now:
+                    clock_due = True
+                elif output.kind == "clock" and self._clock_next is None and self._items and not self._paused:
+                    clock_due = True
                 while self._due and self._due[0][0] <= now:
-                    due.append(self._due.popleft())
-                flush, self._flush = self._flush, False
-                idle = output.kind == "device" and not (self._items or self._due)
-                if not (to_write or due or flush) and not (idle and self._idle_expired(now)):
+                    item = heapq.heappop(self._due)
+                    if item[3].kind == "end":
+                        item[2].heard_out = True
+                    due.append(item)
+                flush = self._flush_wanted if self._flush_wanted != self._flush_done else 0
+                idle = output.kind == "device" and (self._paused or not (self._items or self._due))
+                if not (to_write or due or flush or clock_due) and not (idle and self._idle_expired(now)):
                     self._cond.wait(self._wait_time(now))
                     continue
             try:
                 if flush or idle:
                     self._tend_stream(flush)
+                if clock_due:
+                    self._play_clock()
                 for pcm in to_write:
                     output.write(pcm)
             except Exception as exc:  # an output that fails must fail the utterance, not the thread
                 logger.exception("audio output %r failed", output)
                 self._on_failure(exc)
-            for when, track, cue in due:
+            for when, _, track, cue in due:
                 if not track.cut:
                     try:
                         self._listener(track, cue.kind, cue.payload, when)
-                    except Exception as exc:
+                    except Exception:  # a bug in the listener is not the device's fault
                         logger.exception("player listener failed on %s cue", cue.kind)
-                        self._on_failure(exc)
 
     def _ensure_running(self) -> None:
         """Restart a suspended device stream (caller holds no lock)."""
@@ -287,35 +378,60 @@ class Player:
             return
         with self._stream_lock:
             if not self._running and not self._closing:
-                self._output.resume()
+                try:
+                    self._output.resume()
+                except Exception as exc:
+                    logger.error("restarting the audio device failed: %s", exc)
+                    self._on_failure(exc)
+                    return
                 self._running = True
 
     def _idle_expired(self, now: float) -> bool:
         return self._running and now - self._last_taken >= _SUSPEND_AFTER
 
-    def _tend_stream(self, flush: bool) -> None:
-        """Player thread: flush the device after a cut, or stop it when idle."""
+    def _tend_stream(self, flush: int) -> None:
+        """Player thread: flush the device after a cut (``flush``: that request's
+        number, or 0), or stop it when idle."""
         with self._stream_lock:
+            try:
+                if flush and self._running:
+                    self._output.discard_buffered()
+            except Exception:
+                self._running = False  # stopped, maybe not restarted: _ensure_running retries
+                raise
+            finally:
+                if flush:
+                    with self._cond:
+                        self._flush_done = flush
             if not self._running:
                 return
-            if flush:
-                self._output.discard_buffered()
             with self._cond:
-                idle = not (self._items or self._due) and self._idle_expired(time.monotonic())
+                idle = (self._paused or not (self._items or self._due)) and self._idle_expired(time.monotonic())
             if idle:
                 self._output.suspend()
                 self._running = False
                 # A feed that saw _running still True skipped the restart: catch it here.
                 with self._cond:
-                    arrived = bool(self._items)
+                    arrived = bool(self._items) and not self._paused
                 if arrived:
                     self._output.resume()
                     self._running = True
+
+    def _play_clock(self) -> None:
+        """Clock outputs: take the blocks now due and write them, as one step for cut()."""
+        with self._clock_lock:
+            with self._cond:
+                blocks = self._tick_clock(time.monotonic())
+            for block in blocks:
+                self._output.write(block)
 
     def _tick_clock(self, now: float) -> List[Pcm]:
         """Clock outputs: take one block per block period while audio is queued."""
         block = self._output.block_frames
         blocks: List[Pcm] = []
+        if self._paused:
+            self._clock_next = None
+            return blocks
         if self._clock_next is None:
             if not self._items:
                 return blocks
@@ -330,7 +446,8 @@ class Player:
         return blocks
 
     def _wait_time(self, now: float) -> float:
-        suspend_at = self._last_taken + _SUSPEND_AFTER if self._running and not self._items else None
+        suspend_at = (self._last_taken + _SUSPEND_AFTER
+                      if self._running and (self._paused or not self._items) else None)
         deadlines = [when for when in (self._clock_next, self._due[0][0] if self._due else None, suspend_at)
                      if when is not None]
         if not deadlines:
@@ -357,7 +474,8 @@ class Player:
             if self._thread.is_alive():
                 logger.error("player thread did not stop within %.1f s", _JOIN_TIMEOUT)
         if not already:
-            self._output.close()
+            with self._stream_lock:
+                self._output.close()
 
 
 def _join(parts: List[Pcm], filled: int, frames: int) -> Pcm:

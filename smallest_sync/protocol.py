@@ -79,17 +79,21 @@ def build_request(
     return _dumps(message)
 
 
-def build_keepalive(settings: Settings, style: str = "text") -> str:
+def build_keepalive(settings: Settings, style: str = "text", *, request_id: Optional[str] = None) -> str:
     """A message that only resets the server's idle timer.
 
     ``"text"`` is the whitespace request production integrations send (known to be
     accepted by every server version); ``"ping"`` is the newer ``{"type":"ping"}``.
+    A ``request_id`` lets an echoing server's reply be told apart from a request's.
     """
     if style == "ping":
         return _dumps({"type": "ping"})
-    return _dumps(
-        {"text": " ", "voice_id": settings.voice, "model": settings.model, "language": settings.language}
-    )
+    message: Dict[str, Any] = {
+        "text": " ", "voice_id": settings.voice, "model": settings.model, "language": settings.language,
+    }
+    if request_id is not None:
+        message["request_id"] = request_id
+    return _dumps(message)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +165,7 @@ def parse_frame(raw: Union[str, bytes]) -> ServerEvent:
     """
     try:
         message = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ProtocolError(f"server frame is not JSON: {str(raw)[:80]!r}") from exc
     if not isinstance(message, dict):
         raise ProtocolError(f"server frame is not a JSON object: {str(raw)[:80]!r}")
@@ -174,7 +178,7 @@ def parse_frame(raw: Union[str, bytes]) -> ServerEvent:
             raise ProtocolError("chunk frame without data.audio")
         try:
             return AudioChunk(*ids, audio=base64.b64decode(audio, validate=True))
-        except binascii.Error as exc:
+        except (binascii.Error, ValueError) as exc:  # non-ASCII text raises a plain ValueError
             raise ProtocolError("chunk audio is not valid base64") from exc
     if status == "word_timestamp":
         data = message.get("data")

@@ -25,10 +25,14 @@ import collections
 import itertools
 import logging
 import os
+import queue
 import random
 import threading
 import time
-from typing import Any, Callable, Deque, List, Optional
+import wave
+from typing import Any, Callable, Deque, Iterable, List, Optional, Tuple
+
+import numpy as np
 
 from .audio import OutputSpec, make_output
 from .connection import Connection, ConnectionClosed, ReaderEvent, live_url
@@ -43,10 +47,12 @@ from .errors import (
     SpeakerClosedError,
     SynthesisTimeout,
 )
-from .events import Dispatcher, EndEvent, ErrorEvent, StartEvent
+from ._types import Pcm
+from .events import AudioEvent, Dispatcher, EndEvent, ErrorEvent, Event, StartEvent, WordEvent
 from .player import Player, Track
 from .protocol import AudioChunk, Complete, PcmDecoder, Pong, ServerError, UnknownFrame, WordTimestamp, build_keepalive, build_request
 from .settings import UPDATABLE, Settings, validate_text
+from .text import MAX_CHARS, SentenceAggregator, split_text
 from .utterance import DONE, FAILED, INTERRUPTED, PLAYING, SPEAKING, Utterance
 
 logger = logging.getLogger(__name__)
@@ -59,6 +65,7 @@ _CONNECT_ATTEMPTS = 3  # per request; then the utterance fails
 _RESEND_ATTEMPTS = 2  # a request lost with its socket before any audio is sent again
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.2, 5.0
 _JOIN_TIMEOUT = 5.0
+_EVENTS_KEPT = 1000  # Speaker.events keeps the latest this many when nobody reads it
 _session_serials = itertools.count(1)
 
 
@@ -116,8 +123,13 @@ class Speaker:
         complete_backoff_ms: sent with each request: how long the server waits
             after the last audio before saying ``complete``. 0 lets ``speak()``
             return as soon as the audio has played.
-        on_start, on_end, on_error: callbacks, run on the ``smallest-events``
-            thread (never on the reader or audio threads).
+        on_word, on_start, on_end, on_error: callbacks taking a WordEvent,
+            StartEvent, EndEvent or ErrorEvent. They run one at a time on the
+            ``smallest-events`` thread — never on the reader or audio threads, so a
+            slow callback cannot stutter audio. ``on_word`` fires when the word is
+            *heard*: when the output takes its first sample, plus the output's latency.
+            The same events also go to :attr:`events`, a ``queue.Queue`` to poll.
+        on_audio: gets an AudioEvent with each decoded chunk as it arrives.
 
     Raises:
         ConfigurationError: a setting is invalid (nothing has been sent).
@@ -142,10 +154,11 @@ class Speaker:
         timeout: float = 10.0,
         complete_backoff_ms: int = 0,
         allow_insecure: bool = False,
-        on_word: Optional[Callable[[Any], object]] = None,
+        on_word: Optional[Callable[[WordEvent], object]] = None,
         on_start: Optional[Callable[[StartEvent], object]] = None,
         on_end: Optional[Callable[[EndEvent], object]] = None,
         on_error: Optional[Callable[[ErrorEvent], object]] = None,
+        on_audio: Optional[Callable[[AudioEvent], object]] = None,
     ) -> None:
         self._settings = Settings(
             voice=voice, model=model, language=language, speed=speed, sample_rate=sample_rate,
@@ -172,6 +185,15 @@ class Speaker:
         self._keepalive_style = keepalive
         self._complete_backoff_ms = complete_backoff_ms
         self._on_word, self._on_start, self._on_end, self._on_error = on_word, on_start, on_end, on_error
+        self._on_audio = on_audio
+        #: Every Start/Word/End/Error event, for programs that poll (GUI loops). Keeps
+        #: the latest 1000 when nobody reads it.
+        self.events: "queue.Queue[Event]" = queue.Queue(maxsize=_EVENTS_KEPT)
+        self._streams: List[threading.Thread] = []  # say_stream() token readers
+        self._stall_mark: Optional[Tuple[int, float]] = None  # (player samples taken, when): watchdog
+        self._connecting: Optional[Connection] = None  # a connect in progress, for close() to abort
+        self._backoff = _BACKOFF_FIRST  # next reconnect delay; reset by a successful connect
+        self._keepalive_serials = itertools.count(1)
         self._session = f"ss{next(_session_serials)}{random.getrandbits(32):08x}"
         self._serials = itertools.count(1)
         self._request_serials = itertools.count(1)
@@ -217,9 +239,11 @@ class Speaker:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         """Leaving the block normally lets queued speech finish; an exception drops it."""
-        if exc_type is None:
-            self.wait_idle()
-        self.close()
+        try:
+            if exc_type is None:
+                self.wait_idle()
+        finally:
+            self.close()
 
     @property
     def settings(self) -> Settings:
@@ -229,17 +253,118 @@ class Speaker:
     def say(self, text: str) -> Utterance:
         """Queue ``text`` and return its :class:`Utterance` at once.
 
-        Utterances play one after another in the order queued, with no gap.
+        Utterances play one after another in the order queued, with no gap. Text
+        longer than the service's advised 250 characters is sent as several
+        requests, split at sentence and clause boundaries, and heard as one.
         """
-        validate_text(text)
+        return self._enqueue(validate_text(text), split_text(text))
+
+    def _enqueue(self, text: str, parts: List[str], *, streaming: bool = False, play: bool = True) -> Utterance:
         with self._lock:
             if self._closing:
                 raise SpeakerClosedError("this Speaker is closed")
-            utterance = Utterance(text, self._settings, next(self._serials), self)
-            self._parts[utterance.serial] = collections.deque([text])
+            utterance = Utterance(text, self._settings, next(self._serials), self, streaming=streaming, play=play)
+            self._parts[utterance.serial] = collections.deque(parts)
             self._queue.append(utterance)
             self._lock.notify_all()
         return utterance
+
+    def say_stream(self, tokens: Iterable[str]) -> Utterance:
+        """Speak text as it is produced (an LLM's tokens), without blocking.
+
+        Tokens are gathered into sentences (the first words early, for a fast
+        start) and each is sent as soon as it is complete, as one turn: speech
+        starts while later tokens are still coming, and word times run on one
+        timeline. A ``smallest-stream`` thread reads ``tokens``; an exception from
+        it fails the utterance (its ``__cause__``). Returns the Utterance at once.
+        """
+        utterance = self._enqueue("", [], streaming=True)
+        thread = threading.Thread(target=self._read_tokens, args=(utterance, tokens),
+                                  name=f"smallest-stream-{utterance.serial}", daemon=True)
+        # Daemon: a token source that never ends must not keep the program alive.
+        with self._lock:
+            self._streams = [t for t in self._streams if t.is_alive()] + [thread]
+        thread.start()
+        return utterance
+
+    def speak_stream(self, tokens: Iterable[str]) -> Utterance:
+        """Like :meth:`say_stream`, but reads ``tokens`` on the calling thread and
+        returns once everything has been heard. An exception from ``tokens``
+        silences the utterance and propagates."""
+        utterance = self._enqueue("", [], streaming=True)
+        try:
+            self._read_tokens(utterance, tokens, reraise=True)
+            utterance.wait()
+        except BaseException:
+            self._cancel(utterance)
+            raise
+        return utterance
+
+    def _read_tokens(self, utterance: Utterance, tokens: Iterable[str], reraise: bool = False) -> None:
+        aggregator = SentenceAggregator()
+        try:
+            for token in tokens:
+                if utterance.done or self._closing:
+                    break
+                self._add_parts(utterance, aggregator.feed(str(token)))
+            self._add_parts(utterance, aggregator.flush(), last=True)
+        except Exception as exc:
+            if reraise:
+                raise
+            error = SmallestError(f"the text stream raised {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            self._fail(utterance, error)
+        finally:
+            close = getattr(tokens, "close", None)
+            if utterance.done and callable(close):
+                close()  # stop a generator we no longer read
+
+    def _add_parts(self, utterance: Utterance, parts: List[str], last: bool = False) -> None:
+        with self._lock:
+            queued = self._parts.get(utterance.serial)
+            if queued is None:
+                return
+            queued.extend(parts)
+            utterance.text = " ".join(filter(None, [utterance.text, *parts]))
+            if last:
+                utterance._open = False
+            self._lock.notify_all()
+
+    def synthesize(self, text: str, *, timeout: Optional[float] = None) -> Pcm:
+        """The audio of ``text`` as int16 samples at ``sample_rate``, not played.
+
+        Queued behind earlier text like ``say()`` (it does not wait for their
+        playback). Raises the typed error that failed it; SynthesisTimeout if
+        ``timeout`` passes first.
+        """
+        utterance = self._enqueue(validate_text(text), split_text(text), play=False)
+        if not utterance.wait(timeout):
+            self._cancel(utterance)
+            raise SynthesisTimeout(f"synthesis took longer than {timeout} s")
+        if utterance.interrupted:
+            raise SmallestError("synthesis was interrupted")
+        return np.concatenate(utterance._collected) if utterance._collected else np.zeros(0, np.int16)
+
+    def save(self, text: str, path: str, *, timeout: Optional[float] = None) -> None:
+        """Synthesize ``text`` into a mono 16-bit WAV file at ``path``."""
+        pcm = self.synthesize(text, timeout=timeout)
+        with wave.open(path, "wb") as wav:
+            wav.setnchannels(1)
+            wav.setsampwidth(2)
+            wav.setframerate(self._settings.sample_rate)
+            wav.writeframes(pcm.astype("<i2", copy=False).tobytes())
+
+    def pause(self) -> None:
+        """Hold playback where it is (nothing is dropped); :meth:`resume` carries on."""
+        self._player.pause()
+
+    def resume(self) -> None:
+        """Carry on playing from the sample where :meth:`pause` stopped."""
+        self._player.resume()
+
+    @property
+    def paused(self) -> bool:
+        return self._player.paused
 
     def speak(self, text: str) -> Utterance:
         """Say ``text`` and block until it has been heard (or interrupted).
@@ -306,11 +431,14 @@ class Speaker:
             self._drop(victims)
             conn, self._conn = self._conn, None
             retired, self._retired = self._retired, []
+            if self._connecting is not None:
+                self._connecting.abort()  # a handshake in progress ends now
         self._stop.set()
         self._finish(victims)
-        for thread in (self._sender, self._keepalive):
+        for thread in (self._sender, self._keepalive, *self._streams):
             if thread is not threading.current_thread():
-                thread.join(_JOIN_TIMEOUT)
+                # A TCP connect cannot be aborted: it ends within ``timeout``.
+                thread.join(self.timeout + _JOIN_TIMEOUT if thread is self._sender else _JOIN_TIMEOUT)
                 if thread.is_alive():
                     logger.error("%s did not stop within %.1f s", thread.name, _JOIN_TIMEOUT)
         for old in retired:
@@ -325,15 +453,16 @@ class Speaker:
         return self._closing
 
     # ----- dropping and finishing (lock held for _drop) ----------------------
-    def _drop(self, victims: List[Utterance]) -> None:
-        """Cut ``victims`` out of the queue, the player and the socket. Lock held."""
+    def _drop(self, victims: List[Utterance], state: str = INTERRUPTED, error: Optional[BaseException] = None) -> None:
+        """End ``victims`` (interrupted, or failed with ``error``): out of the queue, the
+        player and, if the server is still sending one of them, the socket. Lock held."""
+        victims = [u for u in victims if u._end(state, error)]
         if not victims:
             self._lock.notify_all()
             return
         doomed = set(id(u) for u in victims)
         self._player.cut([u.track for u in victims])
         for utterance in victims:
-            utterance._end(INTERRUPTED)
             self._parts.pop(utterance.serial, None)
         self._queue = collections.deque(u for u in self._queue if id(u) not in doomed)
         self._playing = [u for u in self._playing if id(u) not in doomed]
@@ -342,32 +471,48 @@ class Speaker:
             # The server is still sending it: end that socket so nothing stale can
             # arrive, and have a fresh one ready for what comes next.
             request.cancelled = True
-            if request.conn is not None:
-                request.conn.abort()
-                self._retired.append(request.conn)
-                self._conn = None if self._conn is request.conn else self._conn
+            self._retire(request.conn)
             self._want_connection = True
         self._lock.notify_all()
+
+    def _retire(self, conn: Optional[Connection]) -> None:
+        """Lock held: abort ``conn`` now; the sender joins its reader later."""
+        if conn is None:
+            return
+        conn.abort()
+        if conn not in self._retired:
+            self._retired.append(conn)
+        if self._conn is conn:
+            self._conn = None
 
     def _finish(self, utterances: List[Utterance]) -> None:
         """Release waiters and report the end of ``utterances``. Lock NOT held."""
         for utterance in utterances:
             utterance._release()
+            if not utterance._play:
+                continue  # synthesize(): nothing was heard, so nothing to report
             if utterance.state == FAILED and utterance.error is not None:
-                self._events.emit(self._on_error, ErrorEvent(utterance.error, utterance))
-            self._events.emit(self._on_end, EndEvent(utterance))
+                self._publish(self._on_error, ErrorEvent(utterance.error, utterance))
+            self._publish(self._on_end, EndEvent(utterance))
+
+    def _publish(self, callback: Optional[Callable[[Any], object]], event: Event) -> None:
+        """Hand ``event`` to its callback (events thread) and to :attr:`events`. Never blocks."""
+        self._events.emit(callback, event)
+        try:
+            self.events.put_nowait(event)
+        except queue.Full:  # nobody reads it: keep the newest
+            try:
+                self.events.get_nowait()
+                self.events.put_nowait(event)
+            except (queue.Empty, queue.Full):
+                pass
 
     def _fail(self, utterance: Utterance, error: BaseException) -> None:
-        """End ``utterance`` with ``error`` (cutting its audio). Lock NOT held."""
+        """End ``utterance`` with ``error``: its audio cut, its request abandoned. Lock NOT held."""
         with self._lock:
             if utterance.state in (DONE, INTERRUPTED, FAILED):
                 return
-            self._player.cut([utterance.track])
-            utterance._end(FAILED, error)
-            self._parts.pop(utterance.serial, None)
-            self._queue = collections.deque(u for u in self._queue if u is not utterance)
-            self._playing = [u for u in self._playing if u is not utterance]
-            self._lock.notify_all()
+            self._drop([utterance], FAILED, error)
         logger.info("utterance #%d failed: %s", utterance.serial, error)  # the error itself reaches wait() and on_error
         self._finish([utterance])
 
@@ -382,22 +527,29 @@ class Speaker:
         if not self._sender.is_alive() and not utterance.done:
             self._fail(utterance, SpeakerClosedError("the Speaker's sender thread has stopped"))
             return
-        track = utterance.track
-        if track.fed > track.taken:
-            # Audio is waiting for the output: the output must be taking it.
-            seen = utterance._stall_mark
-            now = time.monotonic()
-            if seen is None or seen[0] != track.taken:
-                utterance._stall_mark = (track.taken, now)
-            elif now - seen[1] > self.timeout:
-                self._fail(utterance, AudioDeviceError(
+        player = self._player
+        if player.paused or not player.has_queued:
+            self._stall_mark = None
+            return
+        # Audio is waiting for the output (this utterance's or one ahead of it):
+        # the output must be taking some, whoever's it is.
+        taken, now = player.taken_total, time.monotonic()
+        seen = self._stall_mark
+        if seen is None or seen[0] != taken:
+            self._stall_mark = (taken, now)
+        elif now - seen[1] > self.timeout:
+            self._stall_mark = None
+            with self._lock:
+                victims = list(self._playing) + list(self._queue)
+                self._drop(victims, FAILED, AudioDeviceError(
                     f"the audio output took no samples for {self.timeout:.1f} s"))
+            self._finish(victims)
 
     # ----- the sender thread ---------------------------------------------------
     def _run_sender(self) -> None:
         while True:
             with self._lock:
-                while not self._closing and not self._queue and not self._want_connection:
+                while not (self._closing or self._want_connection or self._head_ready()):
                     self._lock.wait(_BACKOFF_MAX)
                 if self._closing:
                     return
@@ -414,23 +566,37 @@ class Speaker:
             except Exception as exc:  # a bug here must fail the utterance, not hang it
                 logger.exception("sender failed")
                 if utterance is not None:
-                    self._fail(utterance, SmallestError(f"internal error: {exc!r}"))
+                    error = exc if isinstance(exc, SmallestError) else SmallestError(f"internal error: {exc!r}")
+                    error.__cause__ = exc if error is not exc else exc.__cause__
+                    self._fail(utterance, error)
+
+    def _head_ready(self) -> bool:
+        """Lock held: the first queued utterance has text to send, or is complete."""
+        if not self._queue:
+            return False
+        head = self._queue[0]
+        return bool(self._parts.get(head.serial)) or not head._open
 
     def _warm_up(self) -> None:
         """Open a socket ahead of need; failures are only logged (the next request retries)."""
         try:
             self._connection()
         except AuthenticationError as exc:
-            self._events.emit(self._on_error, ErrorEvent(exc))
+            self._publish(self._on_error, ErrorEvent(exc))
         except SmallestError as exc:
             logger.info("could not open a connection ahead of time: %s", exc)
 
     def _speak_next_part(self, utterance: Utterance) -> None:
         with self._lock:
             parts = self._parts.get(utterance.serial)
-            if not parts or utterance.done:
+            if utterance.done or parts is None:
                 return
-            text = parts[0]
+            if not parts:
+                if not utterance._open:
+                    self._all_sent(utterance)
+                return
+            taken = _pack(parts)
+            text = _join(list(itertools.islice(parts, taken)))
             request = _Request(utterance, text, f"{self._session}-{next(self._request_serials)}")
             self._inflight = request
         try:
@@ -446,27 +612,43 @@ class Speaker:
             return
         with self._lock:
             parts = self._parts.get(utterance.serial)
-            if parts and parts[0] is text:
-                parts.popleft()
-            if parts or utterance.done:
+            for _ in range(min(taken, len(parts) if parts else 0)):
+                parts.popleft()  # type: ignore[union-attr]
+            if parts or utterance._open or utterance.done:
                 return
-            self._parts.pop(utterance.serial, None)
-            if self._queue and self._queue[0] is utterance:
-                self._queue.popleft()
-                self._playing.append(utterance)
-                utterance.state = PLAYING
-        # Audio is all queued in the player: its end cue ends the utterance.
+            self._all_sent(utterance)
+
+    def _all_sent(self, utterance: Utterance) -> None:
+        """Lock held: every part of ``utterance`` has arrived; now it only plays."""
+        self._parts.pop(utterance.serial, None)
+        if self._queue and self._queue[0] is utterance:
+            self._queue.popleft()
+        self._lock.notify_all()
+        if not utterance._play:  # synthesize(): done once received
+            if utterance._end(DONE):
+                utterance._release()
+            return
+        self._playing.append(utterance)
+        utterance.state = PLAYING
+        # The end cue, after all its audio, ends the utterance when heard.
         if not self._player.finish(utterance.track):
             logger.debug("utterance #%d was cut before its end", utterance.serial)
 
     def _send_and_await(self, request: _Request) -> Optional[BaseException]:
         """Send ``request`` and wait until its audio has all arrived.
 
-        Returns None on success, or the error that should fail the utterance.
-        A socket lost before any audio of the request arrived is retried.
+        Returns None on success (or when the request was abandoned), else the error
+        that should fail the utterance. A socket lost before any audio of the
+        request arrived is retried after a backoff.
         """
         utterance = request.utterance
-        for _attempt in range(1 + _RESEND_ATTEMPTS):
+
+        def abandoned() -> bool:
+            return request.cancelled or utterance.done or self._closing
+
+        for attempt in range(1 + _RESEND_ATTEMPTS):
+            if attempt and self._stop.wait(self._next_backoff()):
+                return None
             try:
                 conn = self._connection()
             except SmallestError as exc:
@@ -476,32 +658,40 @@ class Speaker:
                 complete_backoff_ms=self._complete_backoff_ms,
             )
             with self._lock:
-                if request.cancelled or self._closing:
+                if abandoned():
                     return None
                 request.conn, request.closed, request.progress_at = conn, None, time.monotonic()
                 utterance.state = SPEAKING
             try:
                 conn.send(message)
             except SmallestConnectionError as exc:
-                conn.abort()
+                with self._lock:
+                    self._retire(conn)
+                if abandoned():
+                    return None
                 logger.info("send failed (%s); reconnecting", exc)
                 continue
             if utterance.sent_at is None:
                 utterance.sent_at = time.monotonic()
             with self._lock:
-                while not (request.complete or request.error or request.closed or request.cancelled or self._closing):
+                while not (request.complete or request.error or request.closed or abandoned()):
+                    if self._player.paused:  # a paused listener is not a stalled server
+                        request.progress_at = time.monotonic()
                     stalled_for = time.monotonic() - request.progress_at
                     if stalled_for >= self.timeout:
                         break
                     self._lock.wait(self.timeout - stalled_for)
-                if request.cancelled or self._closing or request.complete:
+                if abandoned() or request.complete:
                     return None
                 if request.error is not None:
+                    if not isinstance(request.error, APIError):
+                        self._retire(conn)  # the server may still be sending that audio
                     return request.error
                 closed = request.closed
                 lost_before_audio = request.chunks == 0
+                if closed is None:
+                    self._retire(conn)  # a late answer must never reach a later request
             if closed is None:
-                conn.abort()  # the server may still answer that request: never on this socket
                 return SynthesisTimeout(f"the server sent nothing for {self.timeout:.1f} s")
             if not lost_before_audio:
                 error = SmallestConnectionError(f"the connection was lost mid-utterance ({_describe(closed)})")
@@ -509,6 +699,12 @@ class Speaker:
                 return error
             logger.info("connection lost before audio (%s); sending again", _describe(closed))
         return SmallestConnectionError("the connection kept dropping before any audio arrived")
+
+    def _next_backoff(self) -> float:
+        """The next reconnect delay, with jitter; doubles up to a bound until a connect succeeds."""
+        delay = self._backoff
+        self._backoff = min(self._backoff * 2, _BACKOFF_MAX)
+        return delay * random.uniform(0.5, 1.0)
 
     def _connection(self) -> Connection:
         """The open connection, opening one (with backoff) if needed. Sender thread only."""
@@ -521,13 +717,15 @@ class Speaker:
                 raise AuthenticationError(str(self._auth_error), status_code=self._auth_error.status_code)
         if conn is not None:
             conn.close()
-        delay = _BACKOFF_FIRST
         error: Optional[SmallestError] = None
         for attempt in range(_CONNECT_ATTEMPTS):
-            if attempt and self._stop.wait(delay * random.uniform(0.5, 1.0)):
+            if attempt and self._stop.wait(self._next_backoff()):
                 break
-            delay = min(delay * 2, _BACKOFF_MAX)
             conn = Connection(self._url, self._api_key, handler=self._on_frame, timeout=self.timeout)
+            with self._lock:
+                if self._closing:
+                    break
+                self._connecting = conn
             try:
                 conn.open()
             except AuthenticationError as exc:
@@ -538,12 +736,16 @@ class Speaker:
                 logger.info("connect attempt %d failed: %s", attempt + 1, exc)
                 error = exc
                 continue
+            finally:
+                with self._lock:
+                    self._connecting = None
             with self._lock:
-                if self._closing:
-                    conn.abort()
-                    break
-                self._conn = conn
-            return conn
+                if not self._closing:
+                    self._conn = conn
+                    self._backoff = _BACKOFF_FIRST
+                    return conn
+            conn.close()
+            break
         if self._closing:
             raise SpeakerClosedError("this Speaker is closed")
         assert error is not None
@@ -570,11 +772,17 @@ class Speaker:
             if not ours or not request.owns(event):  # type: ignore[union-attr]
                 if isinstance(event, ServerError):
                     logger.warning("server error outside any request: %s", event.message)
-                    self._events.emit(self._on_error, ErrorEvent(APIError(event.message, code=event.code)))
+                    self._publish(self._on_error, ErrorEvent(APIError(event.message, code=event.code)))
                 return
             assert request is not None
             request.progress_at = time.monotonic()
             if isinstance(event, Complete):
+                if request.chunks == 0 and event.external_request_id is None and conn.keepalives_unanswered:
+                    # Before any audio, on a server that does not echo ids: most likely
+                    # the answer to a keepalive, not the end of this request.
+                    conn.keepalives_unanswered -= 1
+                    return
+                conn.keepalives_unanswered = 0
                 if request.decoder.pending_bytes:
                     logger.warning("request ended with %d undecodable trailing bytes", request.decoder.pending_bytes)
                 request.complete = True
@@ -584,13 +792,14 @@ class Speaker:
                 request.error = APIError(event.message, code=event.code, request_id=event.request_id)
                 self._lock.notify_all()
                 return
+            utterance = request.utterance
             if isinstance(event, WordTimestamp):
-                return  # word events arrive with issue #3's playback-aligned timeline
+                self._place_word(request, event)
+                return
             assert isinstance(event, AudioChunk)
             request.chunks += 1
             if request.server_id is None:
                 request.server_id = event.request_id
-            utterance = request.utterance
             if utterance.first_chunk_at is None:
                 utterance.first_chunk_at = request.progress_at
         # Decode and feed outside the lock: feeding may wait for the output to catch up.
@@ -601,7 +810,22 @@ class Speaker:
                 request.error = exc
                 self._lock.notify_all()
             return
-        self._player.feed(utterance.track, pcm, timeout=self.timeout)
+        utterance._timeline.audio((request.client_id, event.request_id), len(pcm))
+        if self._on_audio is not None and len(pcm):
+            self._events.emit(self._on_audio, AudioEvent(pcm, utterance))
+        if utterance._play:
+            self._player.feed(utterance.track, pcm, timeout=self.timeout)
+        else:
+            utterance._collected.append(pcm)
+
+    def _place_word(self, request: _Request, event: WordTimestamp) -> None:
+        """Reader thread, lock held: a word's cue, at its sample on the utterance's timeline."""
+        utterance = request.utterance
+        start, end = utterance._timeline.word((request.client_id, event.request_id), event.start, event.end)
+        word = WordEvent(event.word, round(start, 4), round(end, 4), utterance, utterance._words_placed)
+        utterance._words_placed += 1
+        if utterance._play:
+            self._player.mark_at(utterance.track, round(start * utterance.settings.sample_rate), "word", word)
 
     # ----- the player thread --------------------------------------------------
     def _on_heard(self, track: Track, kind: str, payload: Any, heard_at: float) -> None:
@@ -612,13 +836,17 @@ class Speaker:
                 return
             if kind == "start":
                 utterance.heard_at = heard_at
+            elif kind == "word":
+                utterance.words.append(payload)
             elif kind == "end":
                 if not utterance._end(DONE):
                     return
                 self._playing = [u for u in self._playing if u is not utterance]
                 self._lock.notify_all()
         if kind == "start":
-            self._events.emit(self._on_start, StartEvent(utterance))
+            self._publish(self._on_start, StartEvent(utterance))
+        elif kind == "word":
+            self._publish(self._on_word, payload)
         elif kind == "end":
             self._finish([utterance])
 
@@ -647,11 +875,34 @@ class Speaker:
                 wait = max(interval - quiet_for, 0.01) if not busy else interval
                 continue
             try:
-                conn.send(build_keepalive(settings, self._keepalive_style))
+                ka_id = f"{self._session}-ka{next(self._keepalive_serials)}"
+                conn.send(build_keepalive(settings, self._keepalive_style, request_id=ka_id))
+                if self._keepalive_style == "text":
+                    conn.keepalives_unanswered += 1  # some servers answer it with a complete
                 logger.debug("keepalive sent on connection #%d", conn.id)
             except SmallestConnectionError as exc:
                 logger.info("keepalive failed: %s", exc)
             wait = interval
+
+
+def _pack(parts: Deque[str]) -> int:
+    """How many leading ``parts`` fit one request (at least one): fewer, longer
+    requests keep prosody together and cost fewer round trips."""
+    size, count = len(parts[0]), 1
+    while count < len(parts) and size + 1 + len(parts[count]) <= MAX_CHARS:
+        size += 1 + len(parts[count])
+        count += 1
+    return count
+
+
+_NO_SPACE_AFTER = "。！？।॥"  # scripts that do not put a space between sentences
+
+
+def _join(parts: List[str]) -> str:
+    text = parts[0]
+    for part in parts[1:]:
+        text += part if text[-1:] in _NO_SPACE_AFTER else " " + part
+    return text
 
 
 def _describe(closed: ConnectionClosed) -> str:

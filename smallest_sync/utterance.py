@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Optional, Tuple
+from typing import TYPE_CHECKING, Any, List, Optional
 
 from .player import Track
 from .settings import Settings
+from .timeline import TurnTimeline
 
 if TYPE_CHECKING:
+    from .events import WordEvent
     from .speaker import Speaker
 
 __all__ = ["Utterance"]
@@ -33,7 +35,8 @@ class Utterance:
             audio arrived), then one of ``"done"``, ``"interrupted"``, ``"failed"``.
     """
 
-    def __init__(self, text: str, settings: Settings, serial: int, speaker: "Speaker") -> None:
+    def __init__(self, text: str, settings: Settings, serial: int, speaker: "Speaker", *,
+                 streaming: bool = False, play: bool = True) -> None:
         self.text = text
         self.settings = settings
         self.serial = serial
@@ -47,7 +50,13 @@ class Utterance:
         self.first_chunk_at: Optional[float] = None
         self.heard_at: Optional[float] = None
         self.ended_at: Optional[float] = None
-        self._stall_mark: Optional[Tuple[int, float]] = None  # (samples taken, when): stall watchdog
+        #: Words heard so far, in order (WordEvent objects).
+        self.words: List["WordEvent"] = []
+        self._open = streaming  # more text may still come (a token stream)
+        self._play = play  # False: synthesize() collects the audio instead of playing it
+        self._collected: List[Any] = []  # synthesize(): decoded audio, reader thread only
+        self._timeline = TurnTimeline(settings.sample_rate)  # reader thread only
+        self._words_placed = 0  # reader thread only
 
     def __repr__(self) -> str:
         text = self.text if len(self.text) <= 40 else self.text[:37] + "..."

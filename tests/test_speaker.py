@@ -268,8 +268,8 @@ def test_interrupt_from_another_thread_cuts_a_long_utterance(emulator: Emulator,
     finished = time.monotonic()
     helper.join(10)
     assert utterance.interrupted and utterance.done
-    served_seconds = len(emulator.served[0].pcm) / 24000
-    assert served_seconds > 20 and finished - began < served_seconds / 4
+    served_seconds = len(emulator.served[0].pcm) / 24000  # its first request alone
+    assert served_seconds > 10 and finished - began < served_seconds / 4
     assert 0.2 < utterance.duration < 3
     assert not output.played_after(returned_at[0]).any(), "audio of the interrupted utterance played after interrupt()"
     # The next utterance plays whole, on a fresh socket (the old one still carried stale audio).
