@@ -1,0 +1,117 @@
+"""Defects found in review, each pinned by the behaviour a user would have seen."""
+from __future__ import annotations
+
+import socket
+import socketserver
+import threading
+import time
+from typing import Callable, Iterator, List
+
+import numpy as np
+import pytest
+
+from smallest_sync import MemoryOutput, SmallestConnectionError, Speaker
+from smallest_sync.emulator import Emulator
+from smallest_sync.errors import ProtocolError
+from smallest_sync.protocol import parse_frame
+
+from .conftest import API_KEY, RecordingOutput
+
+
+def test_an_utterance_queued_behind_long_speech_is_not_called_stalled(
+        emulator: Emulator, make_speaker: Callable[..., Speaker]) -> None:
+    # It waits for the one ahead to finish playing; that is not a dead device.
+    speaker = make_speaker(output=RecordingOutput(), timeout=0.5)
+    speaker.say("one two three four five six seven")  # about 2.5 s
+    assert speaker.speak("short").done
+
+
+def test_keepalive_replies_never_end_a_request_early(emulator: Emulator, make_speaker: Callable[..., Speaker]) -> None:
+    # An old server: answers whitespace keepalives with a complete, echoes no ids.
+    emulator.config.keepalive_reply = "complete"
+    emulator.config.echo_external_ids = False
+    output = MemoryOutput()
+    speaker = make_speaker(output=output, keepalive_interval=0.01)
+    for n in range(25):
+        utterance = speaker.speak(f"Number {n} please.")
+        assert utterance.duration > 0.5, f"utterance {n} ended before its audio"
+    assert np.array_equal(output.samples(), np.concatenate([s.pcm for s in emulator.served if s.text.strip()]))
+
+
+class _Redirector(socketserver.BaseRequestHandler):
+    target = ""
+
+    def handle(self) -> None:
+        self.request.recv(65536)
+        self.request.sendall(f"HTTP/1.1 302 Found\r\nLocation: {self.target}\r\nContent-Length: 0\r\n\r\n".encode())
+
+
+@pytest.fixture
+def key_thief() -> Iterator[List[bytes]]:
+    """A plain listener that records whatever reaches it."""
+    stolen: List[bytes] = []
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(1)
+                try:
+                    stolen.append(conn.recv(65536))
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    stolen.append(f"ws://127.0.0.1:{listener.getsockname()[1]}/steal".encode())
+    yield stolen
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+def test_redirects_are_not_followed_with_the_key(key_thief: List[bytes]) -> None:
+    _Redirector.target = key_thief.pop(0).decode()
+    with socketserver.TCPServer(("127.0.0.1", 0), _Redirector) as server:
+        worker = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+        worker.start()
+        try:
+            speaker = Speaker(API_KEY, base_url=f"ws://127.0.0.1:{server.server_address[1]}", output=MemoryOutput(), timeout=2)
+            try:
+                with pytest.raises(SmallestConnectionError, match="(?i)redirect"):
+                    speaker.speak("Follow me.")
+            finally:
+                speaker.close()
+        finally:
+            server.shutdown()
+            worker.join(5)
+    assert not any(API_KEY.encode() in data for data in key_thief)
+
+
+@pytest.mark.parametrize("raw", ['{"status":"chunk","data":{"audio":"AAAA\\u00e9"}}', "[" * 100000 + "]" * 100000])
+def test_hostile_frames_are_protocol_errors_not_crashes(raw: str) -> None:
+    with pytest.raises(ProtocolError):
+        parse_frame(raw)
+
+
+def test_close_during_a_connect_that_never_answers_returns_promptly() -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()  # accepts TCP, never answers the upgrade
+    try:
+        speaker = Speaker(API_KEY, base_url=f"ws://127.0.0.1:{silent.getsockname()[1]}", output=MemoryOutput(), timeout=8)
+        handle = speaker.say("Anyone there?")
+        began = time.monotonic()
+        speaker.close()
+        assert time.monotonic() - began < 3
+        assert handle.wait(1) and handle.interrupted
+    finally:
+        silent.close()
