@@ -65,6 +65,7 @@ _CONNECT_ATTEMPTS = 3  # per request; then the utterance fails
 _RESEND_ATTEMPTS = 2  # a request lost with its socket before any audio is sent again
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.2, 5.0
 _JOIN_TIMEOUT = 5.0
+_CONTEXT_SETTLE = 0.5  # context mode without id echoes: quiet after a complete that ends a turn
 _EVENTS_KEPT = 1000  # Speaker.events keeps the latest this many when nobody reads it
 _session_serials = itertools.count(1)
 
@@ -73,7 +74,8 @@ class _Request:
     """One synthesis request in flight. Guarded by the Speaker's lock."""
 
     __slots__ = ("utterance", "text", "client_id", "server_id", "decoder", "conn", "progress_at",
-                 "complete", "closed", "error", "cancelled", "chunks")
+                 "complete", "closed", "error", "cancelled", "chunks", "fragment_ids", "end_sent",
+                 "quiet_complete")
 
     def __init__(self, utterance: Utterance, text: str, client_id: str) -> None:
         self.utterance = utterance
@@ -88,11 +90,17 @@ class _Request:
         self.error: Optional[BaseException] = None
         self.cancelled = False
         self.chunks = 0
+        # Context mode: one turn, many fragments (each its own server request).
+        self.fragment_ids: List[str] = []
+        self.end_sent = False
+        self.quiet_complete = False  # the turn's latest frame was a complete
 
     def owns(self, frame: Any) -> bool:
         """Whether a frame belongs to this request (ids checked when the server sent them)."""
         if frame.external_request_id is not None:
-            return bool(frame.external_request_id == self.client_id)
+            return bool(frame.external_request_id == self.client_id or frame.external_request_id in self.fragment_ids)
+        if self.fragment_ids:
+            return True  # a turn's fragments each get a new server id
         if self.server_id is not None and frame.request_id is not None:
             return bool(frame.request_id == self.server_id)
         return True
@@ -123,6 +131,15 @@ class Speaker:
         complete_backoff_ms: sent with each request: how long the server waits
             after the last audio before saying ``complete``. 0 lets ``speak()``
             return as soon as the audio has played.
+        stream_mode: how ``speak_stream``/``say_stream`` travel. ``"requests"``
+            (default): each sentence is a request of its own, one at a time —
+            works with every server. ``"context"``: sentences are fragments of one
+            ``context_id`` sent as they come with ``continue: true``, closed by
+            ``{"text": "", "continue": false}``, so the server can join them with
+            continuous prosody. Servers differ on how they say a context is done;
+            the turn ends at a ``complete`` echoing the last fragment's id, or,
+            without echoes, once a ``complete`` after the end is followed by
+            0.5 s of quiet.
         on_word, on_start, on_end, on_error: callbacks taking a WordEvent,
             StartEvent, EndEvent or ErrorEvent. They run one at a time on the
             ``smallest-events`` thread — never on the reader or audio threads, so a
@@ -153,6 +170,7 @@ class Speaker:
         keepalive: str = "text",
         timeout: float = 10.0,
         complete_backoff_ms: int = 0,
+        stream_mode: str = "requests",
         allow_insecure: bool = False,
         on_word: Optional[Callable[[WordEvent], object]] = None,
         on_start: Optional[Callable[[StartEvent], object]] = None,
@@ -176,6 +194,9 @@ class Speaker:
         for name, value in (("timeout", timeout), ("keepalive_interval", keepalive_interval)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigurationError(f"{name} must be a positive number of seconds; got {value!r}")
+        if stream_mode not in ("requests", "context"):
+            raise ConfigurationError(f"stream_mode must be 'requests' or 'context'; got {stream_mode!r}")
+        self._stream_mode = stream_mode
         if keepalive not in ("text", "ping"):
             raise ConfigurationError(f"keepalive must be 'text' or 'ping'; got {keepalive!r}")
         if isinstance(complete_backoff_ms, bool) or not isinstance(complete_backoff_ms, int) or not 0 <= complete_backoff_ms <= 10000:
@@ -591,14 +612,21 @@ class Speaker:
             parts = self._parts.get(utterance.serial)
             if utterance.done or parts is None:
                 return
-            if not parts:
+            context = utterance._streaming and self._stream_mode == "context"
+            if context:  # the whole turn is one request of many fragments
+                request = _Request(utterance, "", f"{self._session}-t{utterance.serial}")
+            elif not parts:
                 if not utterance._open:
                     self._all_sent(utterance)
                 return
-            taken = _pack(parts)
-            text = _join(list(itertools.islice(parts, taken)))
-            request = _Request(utterance, text, f"{self._session}-{next(self._request_serials)}")
+            else:
+                taken = _pack(parts)
+                text = _join(list(itertools.islice(parts, taken)))
+                request = _Request(utterance, text, f"{self._session}-{next(self._request_serials)}")
             self._inflight = request
+        if context:
+            self._speak_context(request)
+            return
         try:
             outcome = self._send_and_await(request)
         finally:
@@ -633,6 +661,90 @@ class Speaker:
         # The end cue, after all its audio, ends the utterance when heard.
         if not self._player.finish(utterance.track):
             logger.debug("utterance #%d was cut before its end", utterance.serial)
+
+    def _speak_context(self, request: _Request) -> None:
+        """Context mode: send a streamed turn's sentences as fragments of one
+        ``context_id`` as they come, then its end, and wait until it is all heard."""
+        utterance = request.utterance
+        error: Optional[BaseException] = None
+        try:
+            error = self._send_context(request)
+        finally:
+            with self._lock:
+                if self._inflight is request:
+                    self._inflight = None
+        if error is not None:
+            self._fail(utterance, error)
+            return
+        with self._lock:
+            if not (request.cancelled or utterance.done):
+                self._all_sent(utterance)
+
+    def _send_context(self, request: _Request) -> Optional[BaseException]:
+        utterance = request.utterance
+        try:
+            conn = self._connection()
+        except SmallestError as exc:
+            return exc
+        with self._lock:
+            request.conn, request.progress_at = conn, time.monotonic()
+            utterance.state = SPEAKING
+        context = {"context_id": request.client_id}
+        while True:
+            with self._lock:
+                parts = self._parts.get(utterance.serial)
+                while not (request.cancelled or utterance.done or self._closing or request.error
+                           or request.closed or parts or not utterance._open):
+                    self._lock.wait(_BACKOFF_MAX)
+                if request.cancelled or utterance.done or self._closing:
+                    return None
+                if request.error is not None or request.closed is not None:
+                    break
+                pieces: List[str] = []
+                while parts:
+                    taken = _pack(parts)
+                    pieces.append(_join([parts.popleft() for _ in range(taken)]))
+                last = not utterance._open and not parts
+                settings = utterance.settings
+            try:
+                for piece in pieces:
+                    fragment_id = f"{request.client_id}-{len(request.fragment_ids) + 1}"
+                    with self._lock:
+                        request.fragment_ids.append(fragment_id)
+                    conn.send(build_request(piece, settings, request_id=fragment_id,
+                                            complete_backoff_ms=self._complete_backoff_ms,
+                                            extra={**context, "continue": True}))
+                    if utterance.sent_at is None:
+                        utterance.sent_at = time.monotonic()
+                if last:
+                    end = build_request("", settings, extra={**context, "continue": False})
+                    conn.send(end)
+                    with self._lock:
+                        request.end_sent = True
+                        request.progress_at = time.monotonic()
+                    break
+            except SmallestConnectionError as exc:
+                return exc
+        with self._lock:
+            while not (request.complete or request.error or request.closed or request.cancelled
+                       or utterance.done or self._closing):
+                now = time.monotonic()
+                if self._player.paused:
+                    request.progress_at = now
+                quiet = now - request.progress_at
+                if request.quiet_complete and quiet >= _CONTEXT_SETTLE:
+                    break  # a complete, then silence: the context is done
+                if quiet >= self.timeout:
+                    self._retire(conn)
+                    return SynthesisTimeout(f"the server sent nothing for {self.timeout:.1f} s")
+                self._lock.wait((_CONTEXT_SETTLE if request.quiet_complete else self.timeout) - quiet)
+            if request.error is not None:
+                if not isinstance(request.error, APIError):
+                    self._retire(conn)
+                return request.error
+            if request.closed is not None and not request.complete and not request.quiet_complete:
+                return SmallestConnectionError(f"the connection was lost mid-turn ({_describe(request.closed)})")
+        return None
 
     def _send_and_await(self, request: _Request) -> Optional[BaseException]:
         """Send ``request`` and wait until its audio has all arrived.
@@ -783,6 +895,12 @@ class Speaker:
                     conn.keepalives_unanswered -= 1
                     return
                 conn.keepalives_unanswered = 0
+                if request.fragment_ids:  # context mode: the sender decides when the turn is over
+                    request.quiet_complete = True
+                    if request.end_sent and event.external_request_id == request.fragment_ids[-1]:
+                        request.complete = True
+                    self._lock.notify_all()
+                    return
                 if request.decoder.pending_bytes:
                     logger.warning("request ended with %d undecodable trailing bytes", request.decoder.pending_bytes)
                 request.complete = True
@@ -793,6 +911,7 @@ class Speaker:
                 self._lock.notify_all()
                 return
             utterance = request.utterance
+            request.quiet_complete = False
             if isinstance(event, WordTimestamp):
                 self._place_word(request, event)
                 return

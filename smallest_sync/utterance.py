@@ -53,6 +53,7 @@ class Utterance:
         #: Words heard so far, in order (WordEvent objects).
         self.words: List["WordEvent"] = []
         self._open = streaming  # more text may still come (a token stream)
+        self._streaming = streaming
         self._play = play  # False: synthesize() collects the audio instead of playing it
         self._collected: List[Any] = []  # synthesize(): decoded audio, reader thread only
         self._timeline = TurnTimeline(settings.sample_rate)  # reader thread only

@@ -146,3 +146,32 @@ def test_pause_holds_and_resume_continues_without_losing_audio(
     first = int(np.flatnonzero(served)[0])
     start = int(np.flatnonzero(played)[0])
     assert np.array_equal(played[start:start + len(served) - first], served[first:])
+
+
+@pytest.mark.parametrize("continue_mode, complete_mode, echo", [
+    ("immediate", "per_request", True), ("immediate", "per_request", False), ("immediate", "per_burst", False),
+    ("buffered", "per_request", True), ("buffered", "per_request", False),
+])
+def test_context_mode_streams_one_turn_on_every_server_variant(
+        emulator: Emulator, make_speaker: Callable[..., Speaker], continue_mode: str, complete_mode: str, echo: bool) -> None:
+    emulator.config.continue_mode = continue_mode
+    emulator.config.complete_mode = complete_mode
+    emulator.config.echo_external_ids = echo
+    output = MemoryOutput()
+    finished: List[float] = []
+    speaker = make_speaker(output=output, stream_mode="context")
+    sentences = ANSWER[:4]
+    utterance = speaker.speak_stream(llm(sentences, finished, delay=0.005))
+    assert utterance.done and not utterance.interrupted
+    messages = [r.message for r in emulator.received if r.message and r.message.get("context_id")]
+    assert {m["context_id"] for m in messages} == {messages[0]["context_id"]}
+    assert all(m["continue"] is True for m in messages[:-1]) and messages[-1] == {
+        **{k: messages[-1][k] for k in ("voice_id", "model", "language", "sample_rate", "output_format")},
+        "text": "", "context_id": messages[0]["context_id"], "continue": False,
+        **({"word_timestamps": True} if "word_timestamps" in messages[-1] else {})}
+    spoken = " ".join(s.text for s in emulator.served)
+    assert spoken.split() == " ".join(sentences).split()
+    assert np.array_equal(output.samples(), np.concatenate([s.pcm for s in emulator.served]))
+    starts = [w.start for w in utterance.words]
+    assert len(starts) == len(spoken.split()) and starts == sorted(starts)
+    assert speaker.speak("And the next utterance.").done
