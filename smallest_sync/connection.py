@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 __all__ = ["Connection", "ConnectionClosed", "live_url"]
 
 _JOIN_TIMEOUT = 5.0
+#: Largest message accepted. A 150 ms audio chunk is ~10 kB; 16 MB is minutes of audio
+#: in one frame. Past it the socket is dropped: a hostile server cannot make us
+#: buffer without bound (websocket-client itself has no limit).
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 _ids = itertools.count(1)
 
 
@@ -101,6 +105,7 @@ class Connection:
         self._reader: Optional[threading.Thread] = None
         self.last_send = 0.0  # monotonic time of the last message sent
         self.keepalives_unanswered = 0  # text keepalives a server might still answer (Speaker lock)
+        self._message_bytes = 0  # of the message being read (reader thread)
         self.opened_at = 0.0
 
     def __repr__(self) -> str:
@@ -161,12 +166,32 @@ class Connection:
         # Block in recv without a timeout: abort() wakes it, and the Speaker
         # watches for progress with its own deadline.
         ws.settimeout(None)
+        self._bound_message_size(ws)
         self.opened_at = self.last_send = time.monotonic()
         self._reader = threading.Thread(
             target=self._read, args=(ws,), name=f"smallest-reader-{self.id}", daemon=True
         )
         self._reader.start()
         logger.debug("connection #%d open to %s", self.id, self.url)
+
+    def _bound_message_size(self, ws: websocket.WebSocket) -> None:
+        """Count the bytes of the message being read, through the frame reader's
+        ``recv`` hook; the reader resets the count after each message."""
+        frames: Any = getattr(ws, "frame_buffer", None)
+        recv = getattr(frames, "recv", None)
+        if not callable(recv):  # a websocket-client without the hook: no limit, say so
+            logger.warning("cannot bound message size with this websocket-client version")
+            return
+
+        def counted(size: int) -> Any:
+            data = recv(size)
+            self._message_bytes += len(data)
+            if self._message_bytes > MAX_MESSAGE_BYTES:
+                raise websocket.WebSocketPayloadException(
+                    f"server message over {MAX_MESSAGE_BYTES // (1024 * 1024)} MB; dropping the connection")
+            return data
+
+        frames.recv = counted
 
     def _scrub(self, text: str) -> str:
         """Server-supplied text with our key masked, should a server echo it."""
@@ -227,6 +252,7 @@ class Connection:
                 except (OSError, websocket.WebSocketException, struct.error, ValueError) as exc:
                     end = ConnectionClosed(cause=exc)
                     break
+                self._message_bytes = 0
                 if opcode == websocket.ABNF.OPCODE_CLOSE:
                     end = _close_event(data)
                     break

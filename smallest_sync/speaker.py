@@ -33,6 +33,7 @@ import wave
 from typing import Any, Callable, Deque, Iterable, List, Optional, Tuple
 
 import numpy as np
+import websocket
 
 from .audio import OutputSpec, make_output
 from .connection import Connection, ConnectionClosed, ReaderEvent, live_url
@@ -805,8 +806,10 @@ class Speaker:
                     self._retire(conn)  # a late answer must never reach a later request
             if closed is None:
                 return SynthesisTimeout(f"the server sent nothing for {self.timeout:.1f} s")
-            if not lost_before_audio:
-                error = SmallestConnectionError(f"the connection was lost mid-utterance ({_describe(closed)})")
+            refused = isinstance(closed.cause, websocket.WebSocketPayloadException)  # e.g. oversized
+            if refused or not lost_before_audio:
+                what = "refused the server's data" if refused else "the connection was lost mid-utterance"
+                error = SmallestConnectionError(f"{what} ({_describe(closed)})")
                 error.__cause__ = closed.cause
                 return error
             logger.info("connection lost before audio (%s); sending again", _describe(closed))

@@ -115,3 +115,31 @@ def test_close_during_a_connect_that_never_answers_returns_promptly() -> None:
         assert handle.wait(1) and handle.interrupted
     finally:
         silent.close()
+
+
+def test_a_hostile_server_cannot_make_the_client_buffer_without_bound() -> None:
+    from websockets.sync.server import serve
+
+    from smallest_sync.connection import MAX_MESSAGE_BYTES
+
+    def handler(connection: object) -> None:
+        connection.recv()  # type: ignore[attr-defined]
+        try:
+            connection.send("x" * (MAX_MESSAGE_BYTES + 1024))  # type: ignore[attr-defined]
+        except Exception:
+            pass  # the client hung up on us, as it should
+
+    with serve(handler, "127.0.0.1", 0) as server:
+        worker = threading.Thread(target=server.serve_forever)
+        worker.start()
+        try:
+            port = server.socket.getsockname()[1]
+            speaker = Speaker(API_KEY, base_url=f"ws://127.0.0.1:{port}", output=MemoryOutput(), timeout=5)
+            try:
+                with pytest.raises(SmallestConnectionError, match="over 16 MB"):
+                    speaker.speak("Send me everything.")
+            finally:
+                speaker.close()
+        finally:
+            server.shutdown()
+            worker.join(5)

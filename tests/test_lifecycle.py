@@ -1,0 +1,76 @@
+"""Whole programs: Ctrl-C during speak(), and a script that never calls close()."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from .sink import SinkRecorder, active_regions
+
+PROGRAM_HEAD = """
+import sys, threading
+sys.path.insert(0, {repo!r})
+from smallest_sync import Speaker
+from smallest_sync.emulator import Emulator, EmulatorConfig
+emulator = Emulator(EmulatorConfig(realtime_factor=0)).start()
+"""
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def start(body: str) -> subprocess.Popen:
+    code = PROGRAM_HEAD.format(repo=REPO) + textwrap.dedent(body)
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True)
+
+
+def test_ctrl_c_during_speak_silences_at_once_and_leaves_the_speaker_usable(sink_recorder: SinkRecorder) -> None:
+    program = start("""
+        speaker = Speaker("sk_test", base_url=emulator.base_url,
+                          on_start=lambda event: print("speaking", flush=True))
+        try:
+            speaker.speak(" ".join(["endless"] * 60))
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+        speaker.speak("Still here.")
+        print("usable", flush=True)
+        speaker.close()
+        emulator.stop()
+    """)
+    try:
+        assert program.stdout is not None
+        assert program.stdout.readline().strip() == "speaking"
+        assert sink_recorder.wait_until(time.monotonic() + 0.3)
+        sent = time.monotonic()
+        program.send_signal(signal.SIGINT)
+        assert program.stdout.readline().strip() == "interrupted"
+        assert time.monotonic() - sent < 2
+        out, err = program.communicate(timeout=30)
+    finally:
+        program.kill()
+    assert program.returncode == 0, err
+    assert out.split() == ["speaking", "usable"]
+    recording = sink_recorder.stop(tail=0.2)
+    regions = active_regions(recording, 24000)
+    stop_at = (sink_recorder.index_at(sent) - sink_recorder.index_at(time.monotonic())) / 24000 + len(recording) / 24000
+    # The long utterance's sound ends within a device buffer of Ctrl-C; then only "Still here." sounds.
+    before = [r for r in regions if r[0] < stop_at]
+    assert before and before[-1][1] < stop_at + 0.15
+    assert sum(end - begin for begin, end in regions if begin >= stop_at) < 2.0
+
+
+def test_a_script_that_forgets_close_still_exits() -> None:
+    program = start("""
+        speaker = Speaker("sk_test", base_url=emulator.base_url, output="null")
+        speaker.speak("Goodbye without closing.")
+        speaker.say(" ".join(["never"] * 50))   # still playing when the script ends
+        print("done", flush=True)
+    """)
+    try:
+        out, err = program.communicate(timeout=30)
+    finally:
+        program.kill()
+    assert program.returncode == 0, err
+    assert out.strip() == "done" and "Traceback" not in err
