@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -25,7 +26,7 @@ from urllib.parse import urlsplit
 import websocket
 
 from ._version import __version__
-from .errors import AuthenticationError, ConfigurationError, ProtocolError, SmallestConnectionError
+from .errors import AuthenticationError, CertificateError, ConfigurationError, ProtocolError, SmallestConnectionError
 from .protocol import LIVE_PATH, ServerEvent, parse_frame
 
 logger = logging.getLogger(__name__)
@@ -151,6 +152,11 @@ class Connection:
             raise SmallestConnectionError(
                 f"WebSocket upgrade to {self.url} refused with HTTP {status}", status_code=status
             ) from None
+        except ssl.SSLCertVerificationError as exc:
+            ws.shutdown()  # type: ignore[no-untyped-call]
+            raise CertificateError(
+                f"the TLS certificate of {self.url} did not verify ({exc.verify_message}); not sending the key there"
+            ) from exc
         except (OSError, websocket.WebSocketException) as exc:
             ws.shutdown()  # type: ignore[no-untyped-call]
             if self._aborted.is_set():

@@ -14,6 +14,7 @@ __all__ = [
     "ConfigurationError",
     "AuthenticationError",
     "SmallestConnectionError",
+    "CertificateError",
     "APIError",
     "ProtocolError",
     "SynthesisTimeout",
@@ -50,6 +51,11 @@ class SmallestConnectionError(SmallestError, ConnectionError):
     def __init__(self, message: str, *, status_code: Optional[int] = None) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+
+class CertificateError(SmallestConnectionError):
+    """The server's TLS certificate did not verify: the key is not sent there, and
+    the Speaker does not try that server again."""
 
 
 class APIError(SmallestError):

@@ -41,6 +41,7 @@ from .errors import (
     APIError,
     AudioDeviceError,
     AuthenticationError,
+    CertificateError,
     ConfigurationError,
     ProtocolError,
     SmallestConnectionError,
@@ -230,7 +231,9 @@ class Speaker:
         self._inflight: Optional[_Request] = None
         self._conn: Optional[Connection] = None
         self._retired: List[Connection] = []  # aborted sockets whose readers the sender joins
-        self._auth_error: Optional[AuthenticationError] = None
+        # A refused key or an unverifiable certificate: final for this Speaker, so no
+        # retry storm and no second attempt to hand the key to that server.
+        self._fatal_error: Optional[SmallestError] = None
         self._want_connection = True  # open a socket ahead of the first request
         self._closing = False
         self._stop = threading.Event()  # wakes the timer threads on close
@@ -603,7 +606,7 @@ class Speaker:
         """Open a socket ahead of need; failures are only logged (the next request retries)."""
         try:
             self._connection()
-        except AuthenticationError as exc:
+        except (AuthenticationError, CertificateError) as exc:  # final: tell on_error now
             self._publish(self._on_error, ErrorEvent(exc))
         except SmallestError as exc:
             logger.info("could not open a connection ahead of time: %s", exc)
@@ -828,8 +831,8 @@ class Speaker:
             if conn is not None and conn.alive:
                 return conn
             self._conn = None
-            if self._auth_error is not None:
-                raise AuthenticationError(str(self._auth_error), status_code=self._auth_error.status_code)
+            if self._fatal_error is not None:
+                raise _again(self._fatal_error)
         if conn is not None:
             conn.close()
         error: Optional[SmallestError] = None
@@ -843,9 +846,9 @@ class Speaker:
                 self._connecting = conn
             try:
                 conn.open()
-            except AuthenticationError as exc:
+            except (AuthenticationError, CertificateError) as exc:
                 with self._lock:
-                    self._auth_error = exc
+                    self._fatal_error = exc
                 raise
             except SmallestConnectionError as exc:
                 logger.info("connect attempt %d failed: %s", attempt + 1, exc)
@@ -1005,6 +1008,13 @@ class Speaker:
             except SmallestConnectionError as exc:
                 logger.info("keepalive failed: %s", exc)
             wait = interval
+
+
+def _again(error: SmallestError) -> SmallestError:
+    """A fresh copy of a remembered final error, so each raise has its own traceback."""
+    copy = type(error)(str(error), status_code=getattr(error, "status_code", None))  # type: ignore[call-arg]
+    copy.__cause__ = error.__cause__
+    return copy
 
 
 def _pack(parts: Deque[str]) -> int:

@@ -1,6 +1,7 @@
 """Defects found in review, each pinned by the behaviour a user would have seen."""
 from __future__ import annotations
 
+import os
 import socket
 import socketserver
 import threading
@@ -10,7 +11,7 @@ from typing import Callable, Iterator, List
 import numpy as np
 import pytest
 
-from smallest_sync import MemoryOutput, SmallestConnectionError, Speaker
+from smallest_sync import CertificateError, MemoryOutput, SmallestConnectionError, Speaker
 from smallest_sync.emulator import Emulator
 from smallest_sync.errors import ProtocolError
 from smallest_sync.protocol import parse_frame
@@ -143,3 +144,41 @@ def test_a_hostile_server_cannot_make_the_client_buffer_without_bound() -> None:
         finally:
             server.shutdown()
             worker.join(5)
+
+
+def test_wss_verifies_the_server_certificate(tmp_path: "os.PathLike[str]") -> None:
+    import ssl
+    import subprocess
+
+    cert, key = str(tmp_path) + "/cert.pem", str(tmp_path) + "/key.pem"  # type: ignore[operator]
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True, timeout=60)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    received: List[bytes] = []
+
+    def serve_once() -> None:
+        conn, _ = listener.accept()
+        try:
+            with context.wrap_socket(conn, server_side=True) as tls:
+                received.append(tls.recv(65536))
+        except (ssl.SSLError, OSError):
+            pass  # the client rejected our self-signed certificate
+
+    thread = threading.Thread(target=serve_once)
+    thread.start()
+    try:
+        speaker = Speaker(API_KEY, base_url=f"wss://127.0.0.1:{listener.getsockname()[1]}", output=MemoryOutput(), timeout=5)
+        try:
+            for _ in range(2):  # final: the second call does not knock again
+                with pytest.raises(CertificateError, match="(?i)certificate"):
+                    speaker.speak("Is this really you?")
+        finally:
+            speaker.close()
+    finally:
+        thread.join(10)
+        listener.close()
+    assert not any(API_KEY.encode() in data for data in received)
