@@ -48,6 +48,7 @@ _THREAD_NAME = "smallest-emulator"
 _CLOSE_TIMEOUT = 1.0  # seconds a closing handshake may take before TCP is dropped
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 10.0
+_POLITE_STOP = 2.0  # seconds stop() lets connections close with a handshake before dropping them
 
 
 class _RedactAuthorization(logging.Filter):
@@ -271,8 +272,15 @@ class Emulator:
             self._ready.set()
             await self._stopping.wait()
         finally:
-            server.close()
-            await server.wait_closed()
+            server.close()  # closing handshakes (1001) with every client
+            try:
+                await asyncio.wait_for(server.wait_closed(), _POLITE_STOP)
+            except asyncio.TimeoutError:
+                # A client that neither answers the close nor hangs up: drop it.
+                logger.info("dropping %d connection(s) that did not close", len(self._sessions))
+                for session in list(self._sessions):
+                    session.abort()
+                await server.wait_closed()
             logger.info("emulator stopped")
 
     def _route(self, connection: ServerConnection, request: Request) -> Optional[Response]:

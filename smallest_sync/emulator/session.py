@@ -96,12 +96,18 @@ class _Job:
 
 
 async def _wait_event(event: asyncio.Event, timeout: float) -> bool:
-    """Wait for ``event`` at most ``timeout`` seconds; True if it was set."""
+    """Wait for ``event`` at most ``timeout`` seconds; True if it was set.
+
+    Not ``asyncio.wait_for``: on Python <= 3.11 it can swallow a cancellation that
+    lands as the event is set (CPython gh-86296), and a watchdog that survives its
+    cancel() keeps the session, and Emulator.stop(), waiting forever.
+    """
+    waiter = asyncio.ensure_future(event.wait())
     try:
-        await asyncio.wait_for(event.wait(), timeout)
-    except asyncio.TimeoutError:
-        return False
-    return True
+        done, _ = await asyncio.wait({waiter}, timeout=timeout)
+    finally:
+        waiter.cancel()
+    return bool(done)
 
 
 class Session:
