@@ -273,6 +273,8 @@ class Connection:
                 self._deliver(event)
         finally:
             self._closed.set()
+            if end.code is not None:
+                ws.shutdown()  # type: ignore[no-untyped-call]  # the server closed: release our end now
             if not self._aborted.is_set():
                 logger.debug("connection #%d ended: %s", self.id, end)
                 self._deliver(end)

@@ -145,16 +145,22 @@ class Player:
     def feed(self, track: Track, pcm: Pcm, *, timeout: Optional[float] = None) -> bool:
         """Queue samples of ``track``. False (and nothing queued) if the track was cut.
 
-        Waits while the queue is over its bound, up to ``timeout`` seconds.
+        Waits while the queue is over its bound: for as long as playback is paused,
+        otherwise up to ``timeout`` seconds of the output taking nothing.
         """
         if not len(pcm):
             return not track.cut
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while self._buffered > self._max_buffered and not (track.cut or self._closing):
+                if self._paused and deadline is not None:
+                    deadline = time.monotonic() + timeout  # type: ignore[operator]  # a pause is not a stall
                 remaining = _MAX_IDLE_WAIT if deadline is None else deadline - time.monotonic()
                 if remaining <= 0:
-                    break
+                    # The output took nothing for ``timeout``: drop this rather than grow
+                    # without bound; the Speaker's watchdog fails the utterance.
+                    logger.warning("audio output stalled; dropping %d samples", len(pcm))
+                    return False
                 self._feed_waiters += 1
                 try:
                     self._cond.wait(min(remaining, _MAX_IDLE_WAIT))

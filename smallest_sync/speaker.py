@@ -640,7 +640,7 @@ class Speaker:
         if request.cancelled:
             return
         if outcome is not None:
-            self._fail(utterance, outcome)
+            self._fail_after_playback(utterance, outcome)
             return
         with self._lock:
             parts = self._parts.get(utterance.serial)
@@ -650,14 +650,26 @@ class Speaker:
                 return
             self._all_sent(utterance)
 
+    def _fail_after_playback(self, utterance: Utterance, error: BaseException) -> None:
+        """The server failed ``utterance``: what already arrived is still heard, then
+        its waiters get ``error``. (An audio device failure cuts at once instead.)"""
+        with self._lock:
+            if utterance.done:
+                return
+            utterance._pending_error = error
+            utterance._open = False
+            self._all_sent(utterance)
+        logger.info("utterance #%d failed: %s", utterance.serial, error)
+
     def _all_sent(self, utterance: Utterance) -> None:
-        """Lock held: every part of ``utterance`` has arrived; now it only plays."""
+        """Lock held: every part of ``utterance`` has arrived (or all that will); now it only plays."""
         self._parts.pop(utterance.serial, None)
-        if self._queue and self._queue[0] is utterance:
-            self._queue.popleft()
+        if utterance in self._queue:
+            self._queue.remove(utterance)
         self._lock.notify_all()
-        if not utterance._play:  # synthesize(): done once received
-            if utterance._end(DONE):
+        if not utterance._play:  # synthesize(): over once received
+            error = utterance._pending_error
+            if utterance._end(FAILED if error else DONE, error):
                 utterance._release()
             return
         self._playing.append(utterance)
@@ -678,7 +690,7 @@ class Speaker:
                 if self._inflight is request:
                     self._inflight = None
         if error is not None:
-            self._fail(utterance, error)
+            self._fail_after_playback(utterance, error)
             return
         with self._lock:
             if not (request.cancelled or utterance.done):
@@ -964,7 +976,8 @@ class Speaker:
             elif kind == "word":
                 utterance.words.append(payload)
             elif kind == "end":
-                if not utterance._end(DONE):
+                error = utterance._pending_error
+                if not utterance._end(FAILED if error else DONE, error):
                     return
                 self._playing = [u for u in self._playing if u is not utterance]
                 self._lock.notify_all()

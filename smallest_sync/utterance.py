@@ -58,6 +58,7 @@ class Utterance:
         self._collected: List[Any] = []  # synthesize(): decoded audio, reader thread only
         self._timeline = TurnTimeline(settings.sample_rate)  # reader thread only
         self._words_placed = 0  # reader thread only
+        self._pending_error: Optional[BaseException] = None  # raised once what arrived is heard
 
     def __repr__(self) -> str:
         text = self.text if len(self.text) <= 40 else self.text[:37] + "..."

@@ -99,7 +99,7 @@ def test_other_rates_are_resampled_but_found_by_correlation(sink_recorder: SinkR
     rate = 44100
     sound = tone(rate, 0.4, freqs=(440.0, 3000.0), fade=0.01)
     play_default_device(sound, rate)
-    rec = sink_recorder.stop(tail=0.05)
+    rec = sink_recorder.stop(tail=0.3)  # room for the device latency, also under load
 
     n = int(round(len(sound) * SINK_RATE / rate))
     expected = np.interp(np.arange(n) * rate / SINK_RATE, np.arange(len(sound)), sound.astype(float))

@@ -361,3 +361,16 @@ def test_the_key_never_appears_in_logs_or_reprs(emulator: Emulator, make_speaker
     speaker.close()
     assert not any(API_KEY in text for text in texts)
     assert json.dumps(vars(speaker), default=repr).count(API_KEY) == 1  # only the private field that sends it
+
+
+def test_ten_kilobytes_of_text_are_split_at_sentences_and_all_spoken(emulator: Emulator, make_speaker: Callable[..., Speaker]) -> None:
+    sentences = [f"Line {n} says \"quotes\", and\nnewlines — emoji 🎉 and שלום too." for n in range(180)]
+    text = " ".join(sentences)
+    assert len(text.encode()) > 10_000
+    output = MemoryOutput()
+    make_speaker(output=output).speak(text)
+    served = [s.text for s in emulator.served]
+    assert all(len(t) <= 250 for t in served)
+    assert " ".join(served).split() == text.split()
+    assert all(t.rstrip().endswith(".") for t in served)  # cut between sentences, never inside one
+    assert np.array_equal(output.samples(), np.concatenate([s.pcm for s in emulator.served]))
