@@ -113,6 +113,9 @@ class Player:
         self._due: List[_Due] = []
         self._due_order = itertools.count()
         self._paused = False
+        # The device failed (stalled or raised): PortAudio calls on a dead stream can
+        # block forever (seen: start_stream after the sound server died), so none are made.
+        self._broken = False
         # Device flushes asked for (by cut) and done (player thread). While they
         # differ the callback takes nothing, so only cut audio is dropped.
         self._flush_wanted = 0
@@ -258,6 +261,23 @@ class Player:
             self._cond.notify_all()
 
     @property
+    def kind(self) -> str:
+        """The output's kind: ``"device"``, ``"clock"`` or ``"sink"``."""
+        return self._output.kind
+
+    def mark_broken(self) -> None:
+        """The output is lost: stop touching it (any thread). Audio then goes nowhere
+        and every later utterance fails on the stall watchdog."""
+        with self._cond:
+            self._broken = True
+            self._flush_done = self._flush_wanted
+            self._cond.notify_all()
+
+    @property
+    def broken(self) -> bool:
+        return self._broken
+
+    @property
     def has_queued(self) -> bool:
         """Audio or cues are waiting for the output."""
         return bool(self._items)
@@ -380,14 +400,15 @@ class Player:
 
     def _ensure_running(self) -> None:
         """Restart a suspended device stream (caller holds no lock)."""
-        if self._running or self._output.kind != "device":
+        if self._running or self._output.kind != "device" or self._broken:
             return
         with self._stream_lock:
-            if not self._running and not self._closing:
+            if not self._running and not self._closing and not self._broken:
                 try:
                     self._output.resume()
                 except Exception as exc:
                     logger.error("restarting the audio device failed: %s", exc)
+                    self.mark_broken()
                     self._on_failure(exc)
                     return
                 self._running = True
@@ -399,11 +420,17 @@ class Player:
         """Player thread: flush the device after a cut (``flush``: that request's
         number, or 0), or stop it when idle."""
         with self._stream_lock:
+            if self._broken:
+                if flush:
+                    with self._cond:
+                        self._flush_done = flush
+                return
             try:
                 if flush and self._running:
                     self._output.discard_buffered()
             except Exception:
-                self._running = False  # stopped, maybe not restarted: _ensure_running retries
+                self._running = False
+                self.mark_broken()
                 raise
             finally:
                 if flush:
@@ -480,8 +507,14 @@ class Player:
             if self._thread.is_alive():
                 logger.error("player thread did not stop within %.1f s", _JOIN_TIMEOUT)
         if not already:
-            with self._stream_lock:
-                self._output.close()
+            # Bounded: a player thread stuck inside PortAudio must not hang close().
+            if self._stream_lock.acquire(timeout=_JOIN_TIMEOUT):
+                try:
+                    self._output.close()
+                finally:
+                    self._stream_lock.release()
+            else:
+                logger.error("the audio device is hung; abandoning it without closing")
 
 
 def _join(parts: List[Pcm], filled: int, frames: int) -> Pcm:

@@ -564,6 +564,8 @@ class Speaker:
             self._stall_mark = (taken, now)
         elif now - seen[1] > self.timeout:
             self._stall_mark = None
+            if player.kind == "device":
+                player.mark_broken()  # never touch that stream again: PortAudio may hang on it
             with self._lock:
                 victims = list(self._playing) + list(self._queue)
                 self._drop(victims, FAILED, AudioDeviceError(

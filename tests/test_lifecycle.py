@@ -74,3 +74,46 @@ def test_a_script_that_forgets_close_still_exits() -> None:
         program.kill()
     assert program.returncode == 0, err
     assert out.strip() == "done" and "Traceback" not in err
+
+
+def test_losing_the_sound_server_mid_speech_is_an_audio_device_error() -> None:
+    # A private PulseAudio for this test alone, so killing it harms no other test.
+    import shutil
+    import tempfile
+
+    pulse = os.path.join(REPO, "scripts", "pulse.sh")
+    folder = tempfile.mkdtemp(prefix="ssp-")  # short: the socket path must fit 108 bytes
+    env = {**os.environ, "SMALLEST_PULSE_DIR": folder}
+    try:
+        subprocess.run([pulse, "start"], env=env, check=True, capture_output=True, timeout=60)
+        exports = subprocess.run([pulse, "env"], env=env, check=True, capture_output=True, text=True).stdout
+        for line in exports.splitlines():
+            name, _, value = line.removeprefix("export ").partition("=")
+            env[name] = value.strip("'\"")
+        code = PROGRAM_HEAD.format(repo=REPO) + textwrap.dedent("""
+            from smallest_sync import AudioDeviceError
+            speaker = Speaker("sk_test", base_url=emulator.base_url, timeout=1.0,
+                              on_start=lambda event: print("speaking", flush=True))
+            try:
+                speaker.speak(" ".join(["unplugged"] * 40))
+            except AudioDeviceError as exc:
+                print("device error:", exc, flush=True)
+            speaker.close()
+            emulator.stop()
+        """)
+        program = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        try:
+            assert program.stdout is not None
+            assert program.stdout.readline().strip() == "speaking"
+            subprocess.run([pulse, "stop"], env=env, check=True, capture_output=True, timeout=30)
+            lost = time.monotonic()
+            out, err = program.communicate(timeout=30)
+        finally:
+            program.kill()
+        assert program.returncode == 0, err
+        assert out.startswith("device error:"), out + err
+        assert time.monotonic() - lost < 10
+    finally:
+        subprocess.run([pulse, "stop"], env=env, capture_output=True, timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -11,12 +11,15 @@ import threading
 import time
 from typing import Callable, List, Tuple
 
+import pytest
+
 from smallest_sync import MemoryOutput, SmallestError, Speaker, SpeakerClosedError, Utterance
 from smallest_sync.emulator import Emulator
 
 SECONDS = float(os.environ.get("SOAK_SECONDS", "6"))
 
 
+@pytest.mark.timeout(SECONDS + 120)
 def test_soak_of_speak_say_interrupt_update_cancel_close(emulator: Emulator, make_speaker: Callable[..., Speaker]) -> None:
     emulator.config.realtime_factor = 50.0  # audio keeps arriving while others interrupt
     speaker = make_speaker(output=MemoryOutput(), timeout=5)
