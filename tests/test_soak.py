@@ -64,14 +64,31 @@ def test_soak_of_speak_say_interrupt_update_cancel_close(emulator: Emulator, mak
         except BaseException as exc:  # anything else is a bug
             errors.append(exc)
 
+    def churn() -> None:
+        """Whole Speakers born and closed while they speak: close() under fire."""
+        rng = random.Random(99)
+        try:
+            while time.monotonic() < deadline:
+                short = Speaker("sk_soak", base_url=emulator.base_url, output=MemoryOutput(), timeout=5)
+                handle = short.say(f"short lived {rng.randrange(100)}.")
+                if rng.random() < 0.5:
+                    short.interrupt()
+                short.close()
+                assert handle.wait(5)
+                with lock:
+                    counts["calls"] += 4
+        except BaseException as exc:
+            errors.append(exc)
+
     threads = [threading.Thread(target=worker, args=(seed,), name=f"soak-{seed}") for seed in range(4)]
+    threads.append(threading.Thread(target=churn, name="soak-churn"))
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(SECONDS + 30)
     assert not [t.name for t in threads if t.is_alive()], "deadlock: a caller never returned"
     assert not errors, errors
-    assert counts["calls"] > 500
+    assert counts["calls"] > 1000, counts
     # Nothing interrupted took another sample after the interrupt() that ended it returned.
     assert all(handle.track.taken == taken for handle, taken in frozen)
     closer = threading.Thread(target=speaker.close)
