@@ -22,6 +22,7 @@ so nothing stale can even arrive; a fresh socket is opened straight away.
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import logging
 import os
@@ -30,7 +31,7 @@ import random
 import threading
 import time
 import wave
-from typing import Any, Callable, Deque, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Deque, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 import websocket
@@ -633,12 +634,8 @@ class Speaker:
         if context:
             self._speak_context(request)
             return
-        try:
+        with self._in_flight(request):
             outcome = self._send_and_await(request)
-        finally:
-            with self._lock:
-                if self._inflight is request:
-                    self._inflight = None
         if request.cancelled:
             return
         if outcome is not None:
@@ -651,6 +648,16 @@ class Speaker:
             if parts or utterance._open or utterance.done:
                 return
             self._all_sent(utterance)
+
+    @contextlib.contextmanager
+    def _in_flight(self, request: _Request) -> Iterator[None]:
+        """``request`` stops being the one in flight when the block ends, however it ends."""
+        try:
+            yield
+        finally:
+            with self._lock:
+                if self._inflight is request:
+                    self._inflight = None
 
     def _fail_after_playback(self, utterance: Utterance, error: BaseException) -> None:
         """The server failed ``utterance``: what already arrived is still heard, then
@@ -684,13 +691,8 @@ class Speaker:
         """Context mode: send a streamed turn's sentences as fragments of one
         ``context_id`` as they come, then its end, and wait until it is all heard."""
         utterance = request.utterance
-        error: Optional[BaseException] = None
-        try:
+        with self._in_flight(request):
             error = self._send_context(request)
-        finally:
-            with self._lock:
-                if self._inflight is request:
-                    self._inflight = None
         if error is not None:
             self._fail_after_playback(utterance, error)
             return

@@ -1,12 +1,13 @@
 """Defects found in review, each pinned by the behaviour a user would have seen."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import socketserver
 import threading
 import time
-from typing import Callable, Iterator, List
+from typing import Any, Callable, Iterator, List
 
 import numpy as np
 import pytest
@@ -37,6 +38,27 @@ def test_keepalive_replies_never_end_a_request_early(emulator: Emulator, make_sp
         utterance = speaker.speak(f"Number {n} please.")
         assert utterance.duration > 0.5, f"utterance {n} ended before its audio"
     assert np.array_equal(output.samples(), np.concatenate([s.pcm for s in emulator.served if s.text.strip()]))
+
+
+@contextlib.contextmanager
+def serving(server: Any) -> Iterator[None]:
+    """Run a test server's serve_forever() in a thread; shut it down and join it after."""
+    worker = threading.Thread(target=server.serve_forever, name="test-server")
+    worker.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        worker.join(5)
+
+
+@contextlib.contextmanager
+def speaking_to(port: int, *, timeout: float) -> Iterator[Speaker]:
+    speaker = Speaker(API_KEY, base_url=f"ws://127.0.0.1:{port}", output=MemoryOutput(), timeout=timeout)
+    try:
+        yield speaker
+    finally:
+        speaker.close()
 
 
 class _Redirector(socketserver.BaseRequestHandler):
@@ -82,18 +104,9 @@ def key_thief() -> Iterator[List[bytes]]:
 def test_redirects_are_not_followed_with_the_key(key_thief: List[bytes]) -> None:
     _Redirector.target = key_thief.pop(0).decode()
     with socketserver.TCPServer(("127.0.0.1", 0), _Redirector) as server:
-        worker = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-        worker.start()
-        try:
-            speaker = Speaker(API_KEY, base_url=f"ws://127.0.0.1:{server.server_address[1]}", output=MemoryOutput(), timeout=2)
-            try:
-                with pytest.raises(SmallestConnectionError, match="(?i)redirect"):
-                    speaker.speak("Follow me.")
-            finally:
-                speaker.close()
-        finally:
-            server.shutdown()
-            worker.join(5)
+        with serving(server), speaking_to(server.server_address[1], timeout=2) as speaker:
+            with pytest.raises(SmallestConnectionError, match="(?i)redirect"):
+                speaker.speak("Follow me.")
     assert not any(API_KEY.encode() in data for data in key_thief)
 
 
@@ -131,19 +144,9 @@ def test_a_hostile_server_cannot_make_the_client_buffer_without_bound() -> None:
             pass  # the client hung up on us, as it should
 
     with serve(handler, "127.0.0.1", 0) as server:
-        worker = threading.Thread(target=server.serve_forever)
-        worker.start()
-        try:
-            port = server.socket.getsockname()[1]
-            speaker = Speaker(API_KEY, base_url=f"ws://127.0.0.1:{port}", output=MemoryOutput(), timeout=5)
-            try:
-                with pytest.raises(SmallestConnectionError, match="over 16 MB"):
-                    speaker.speak("Send me everything.")
-            finally:
-                speaker.close()
-        finally:
-            server.shutdown()
-            worker.join(5)
+        with serving(server), speaking_to(server.socket.getsockname()[1], timeout=5) as speaker:
+            with pytest.raises(SmallestConnectionError, match="over 16 MB"):
+                speaker.speak("Send me everything.")
 
 
 def test_wss_verifies_the_server_certificate(tmp_path: "os.PathLike[str]") -> None:

@@ -1,0 +1,208 @@
+"""Figures 1 and 2: first audio (client overhead, end to end) and after an interrupt.
+
+Set-up: the instrumented emulator in its own process (:mod:`benchmarks.server`),
+``first_chunk_delay=0``, ``realtime_factor=10`` (chunks after the first are paced,
+so a long utterance is still streaming when it is interrupted), tone engine. The
+client plays into a *sink* output: every block of PCM is handed to a function on
+the player thread as soon as it is taken, with no device clock in the way. Each
+write is timestamped (``time.monotonic()`` on entry); an utterance's first audio
+is its first write at or after its track's ``first_taken_at``, so a block of an
+interrupted utterance that was taken before the cut but written after it is never
+mistaken for the next utterance's first audio.
+
+**First audio, end to end** = ``t0`` (just before ``say(text)``) → first PCM sample
+handed to the output (``write()`` entered), on a warm socket.
+
+**First audio, client overhead** = end to end − the emulator's own time to first
+chunk, where the emulator's time is ``first_chunk − received``: from the moment
+its handler had the request (``emu.received[i].time``) to the moment the ``send``
+of the first ``chunk`` frame returned (bytes in the kernel). So the overhead is
+everything the client does on the way out (``say``, queue, sender thread wake,
+JSON, websocket framing and masking, ``send``) and on the way back (reader wake,
+``recv``, WebSocket unframing, ``json.loads``, base64, int16 decode, ``feed``,
+player thread wake, ``take``, ``write``), plus two loopback transits and the
+emulator's websockets parsing of the request before its handler runs (neither is
+the client's; together they are tens of microseconds, so the figure is a slight
+over-estimate). Details break it down with the Utterance's own timestamps:
+``send path`` (t0 → ``sent_at``, after ``send`` returned), ``transit+server
+parse`` (``sent_at`` → received; can be negative: the server may have it before
+``send`` returns), ``server`` (received → first chunk sent), ``recv+parse``
+(first chunk sent → ``first_chunk_at``, set by the reader once the frame is
+parsed), ``decode+feed+play`` (``first_chunk_at`` → first write).
+
+**After-interrupt first audio** (figure 2): in each trial, a long utterance is
+said; 10 ms after its first audio (the server still streaming it), ``interrupt()``
+is called and, as soon as it returns, ``say(short)``: its end-to-end first audio,
+divided by warm end-to-end first audio measured in the same run, interleaved
+trial by trial (median / median, p95 / p95). The interrupt aborts the socket
+that was still streaming (by design), so this includes opening a new one.
+A second, informational ratio waits 250 ms after the interrupt before speaking
+(the usual case: a user barges in, then the app answers later).
+"""
+from __future__ import annotations
+
+import random
+import threading
+import time
+from typing import Any, Dict, List, Optional
+
+from .common import Figure, Stat, log
+from .server import EmulatorProcess
+from .subjects import Handle, Subject, Unsupported, wait_first_audio
+
+LONG_TEXT = "This long sentence number {} is going to be cut off well before it ever gets to the end."
+
+
+class WriteLog:
+    """Timestamps of the sink's writes (player thread appends, benchmark reads)."""
+
+    def __init__(self) -> None:
+        self.times: List[float] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, pcm: Any) -> None:
+        now = time.monotonic()
+        if len(pcm):
+            with self._lock:
+                self.times.append(now)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.times.clear()
+
+    def first_at_or_after(self, t: float) -> Optional[float]:
+        with self._lock:
+            return next((w for w in self.times if w >= t), None)
+
+    def count_between(self, start: float, end: float) -> int:
+        with self._lock:
+            return sum(1 for w in self.times if start <= w < end)
+
+
+def _first_audio(log_: WriteLog, handle: Handle, t0: float) -> Optional[float]:
+    taken = handle.first_audio_at
+    return log_.first_at_or_after(taken if taken is not None else t0)
+
+
+def run(subjects: List[Subject], quick: bool) -> List[Figure]:
+    pairs = 25 if quick else 100
+    delayed_trials = 8 if quick else 25
+    overhead = Figure("first_audio_overhead", "first audio, client overhead (warm)", "ms", 1e3, "<=", 2.0)
+    e2e = Figure("first_audio_e2e", "first audio, end to end (warm, server 0 ms)", "ms", 1e3)
+    after = Figure("after_interrupt_ratio", "first audio after interrupt / warm", "x", 1.0, "<=", 1.2)
+    after_abs = Figure("after_interrupt_e2e", "first audio right after interrupt, end to end", "ms", 1e3)
+    delayed = Figure("after_interrupt_delayed_ratio", "first audio 250 ms after interrupt / warm", "x", 1.0)
+    late = Figure("sink_writes_after_interrupt", "sink writes of cut audio after interrupt() returned", "writes")
+    figures = [overhead, e2e, after, after_abs, delayed, late]
+    for subject in subjects:
+        writes = WriteLog()
+        with EmulatorProcess(realtime_factor=10.0, first_chunk_delay=0.0) as emu:
+            try:
+                subject.open(emu.base_url, output="sink", on_write=writes)
+            except Unsupported as exc:
+                for figure in figures:
+                    figure.results[subject.name] = Stat.missing(str(exc))
+                continue
+            try:
+                result = _measure(subject, emu, writes, pairs, delayed_trials)
+            finally:
+                subject.close()
+        warm = result["warm_e2e"]
+        overhead.results[subject.name] = Stat.of(result["overhead"])
+        e2e.results[subject.name] = Stat.of(warm)
+        after.results[subject.name] = Stat.ratio(result["after_e2e"], warm)
+        after_abs.results[subject.name] = Stat.of(result["after_e2e"])
+        delayed.results[subject.name] = Stat.ratio(result["delayed_e2e"], warm)
+        late.results[subject.name] = Stat.of(result["late_writes"])
+        overhead.details[subject.name] = result["breakdown"]
+        after.details[subject.name] = {
+            "warm_e2e_ms": _ms(Stat.of(warm)), "after_e2e_ms": _ms(Stat.of(result["after_e2e"])),
+            "delayed_e2e_ms": _ms(Stat.of(result["delayed_e2e"])),
+            "after_server_ms": _ms(Stat.of(result["after_server"])),
+            "after_send_path_ms": _ms(Stat.of(result["after_send_path"])),
+        }
+    return figures
+
+
+def _ms(stat: Stat) -> Dict[str, Optional[float]]:
+    return {"median": None if stat.median is None else round(stat.median * 1e3, 3),
+            "p95": None if stat.tail is None else round(stat.tail * 1e3, 3), "n": stat.n}
+
+
+def _measure(subject: Subject, emu: EmulatorProcess, writes: WriteLog, pairs: int, delayed_trials: int) -> Dict[str, Any]:
+    rng = random.Random(1)
+    warm_rows: List[Dict[str, Any]] = []
+    after_rows: List[Dict[str, Any]] = []
+    delayed_rows: List[Dict[str, Any]] = []
+    late_writes: List[float] = []
+    for i in range(5):  # settle: allocator, caches, branch predictors, socket buffers
+        subject.speak(f"Settle {i}.")
+    emu.dump()
+    started = time.monotonic()
+    for i in range(pairs + delayed_trials):
+        # warm
+        text = f"Warm request {i}."
+        writes.clear()
+        t0 = time.monotonic()
+        handle = subject.say(text)
+        handle.wait(10)
+        warm_rows.append({"text": text, "t0": t0, "first": _first_audio(writes, handle, t0), **handle.times()})
+        # interrupt mid-stream, then speak at once (or 250 ms later)
+        long_handle = subject.say(LONG_TEXT.format(i))
+        if wait_first_audio(long_handle) is None:
+            raise RuntimeError("the long utterance never played")
+        time.sleep(0.010)
+        subject.interrupt()
+        returned = time.monotonic()
+        long_handle.wait(5)
+        is_delayed = i >= pairs
+        if is_delayed:
+            time.sleep(0.25)
+        text = f"After interrupt {i}."
+        t1 = time.monotonic()
+        handle = subject.say(text)
+        handle.wait(10)
+        first = _first_audio(writes, handle, t1)
+        late_writes.append(writes.count_between(returned, first if first is not None else t1))
+        row = {"text": text, "t0": t1, "first": first, **handle.times()}
+        (delayed_rows if is_delayed else after_rows).append(row)
+        time.sleep(rng.uniform(0.0, 0.003))  # decorrelate from the emulator's timers
+    log(f"    {subject.name}: {len(warm_rows)} warm, {len(after_rows)}+{len(delayed_rows)} after-interrupt "
+        f"trials in {time.monotonic() - started:.1f} s")
+    server = emu.by_text()
+
+    def e2e(rows: List[Dict[str, Any]]) -> List[float]:
+        return [r["first"] - r["t0"] for r in rows if r["first"] is not None]
+
+    def server_time(row: Dict[str, Any]) -> Optional[float]:
+        record = server.get(row["text"])
+        if record is None or record.get("first_chunk") is None:
+            return None
+        return float(record["first_chunk"] - record["received"])
+
+    overhead: List[float] = []
+    parts: Dict[str, List[float]] = {k: [] for k in (
+        "send path", "transit+server parse", "server", "recv+parse", "decode+feed+play")}
+    for row in warm_rows:
+        record = server.get(row["text"])
+        st = server_time(row)
+        if st is None or row["first"] is None or record is None:
+            continue
+        overhead.append(row["first"] - row["t0"] - st)
+        if row.get("sent") is not None and row.get("first_chunk") is not None:
+            parts["send path"].append(row["sent"] - row["t0"])
+            parts["transit+server parse"].append(record["received"] - row["sent"])
+            parts["server"].append(st)
+            parts["recv+parse"].append(row["first_chunk"] - record["first_chunk"])
+            parts["decode+feed+play"].append(row["first"] - row["first_chunk"])
+    breakdown = {name: _ms(Stat.of(values)) for name, values in parts.items() if values}
+    return {
+        "warm_e2e": e2e(warm_rows),
+        "overhead": overhead,
+        "breakdown": breakdown,
+        "after_e2e": e2e(after_rows),
+        "delayed_e2e": e2e(delayed_rows),
+        "after_server": [s for s in (server_time(r) for r in after_rows) if s is not None],
+        "after_send_path": [r["sent"] - r["t0"] for r in after_rows if r.get("sent") is not None],
+        "late_writes": late_writes,
+    }

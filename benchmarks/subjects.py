@@ -1,0 +1,189 @@
+"""The clients being measured ("subjects"), behind one small interface.
+
+Figures talk to a :class:`Subject`, never to a library directly, so a peer (the
+official ``smallestai`` SDK, pipecat's Smallest TTS service) is added by writing
+one more subclass and listing it in :data:`SUBJECTS`; every figure it can support
+then gets a column for it, and figures it cannot support show ``n/a`` (raise
+:class:`Unsupported`).
+
+What a subject must offer:
+
+* ``open(base_url, sample_rate=, output=, on_write=)``: connect (warm) to the
+  server at ``base_url`` (an emulator, ``ws://127.0.0.1:PORT``). ``output`` is
+  ``"sink"`` (hand each block of PCM to ``on_write(pcm)`` on whatever thread the
+  client delivers audio, as fast as it comes: this is where "first audio" is
+  timed), ``"device"`` (PortAudio's default device), ``"clock"`` (discarded at
+  real-time pace) or ``"discard"`` (discarded as fast as it comes).
+* ``say(text) -> Handle`` (returns at once), ``interrupt()``, ``close()``.
+* ``Handle.wait()``; ``Handle.first_audio_at`` (``time.monotonic()`` when the first
+  sample was handed to the output), ``taken`` (samples handed over so far),
+  ``duration`` (seconds of audio played) when the client can tell.
+* optionally ``buffered_seconds()`` and ``output_latency()``.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Dict, List, Optional, Type
+
+import numpy as np
+
+from .common import OURS
+
+
+class Unsupported(Exception):
+    """This subject cannot be measured on this figure (shown as n/a)."""
+
+
+class Handle:
+    """One utterance of a subject."""
+
+    first_audio_at: Optional[float] = None
+    heard_at: Optional[float] = None
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        raise NotImplementedError
+
+    @property
+    def taken(self) -> int:
+        raise Unsupported("samples taken")
+
+    @property
+    def duration(self) -> float:
+        raise Unsupported("duration")
+
+    def times(self) -> Dict[str, Optional[float]]:
+        """Client-side monotonic times of the request's life, where known."""
+        return {}
+
+
+class Subject:
+    name = "?"
+
+    def open(self, base_url: str, *, sample_rate: int = 24000, output: str = "sink",
+             on_write: Optional[Callable[[Any], None]] = None) -> None:
+        raise NotImplementedError
+
+    def say(self, text: str) -> Handle:
+        raise NotImplementedError
+
+    def speak(self, text: str, timeout: float = 30.0) -> Handle:
+        handle = self.say(text)
+        if not handle.wait(timeout):
+            raise TimeoutError(f"{self.name}: {text!r} not heard within {timeout} s")
+        return handle
+
+    def interrupt(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def buffered_seconds(self) -> float:
+        raise Unsupported("buffered seconds")
+
+    def output_latency(self) -> float:
+        raise Unsupported("output latency")
+
+    def __enter__(self) -> "Subject":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+# ----- smallest_sync -------------------------------------------------------------------------
+class _SmallestHandle(Handle):
+    def __init__(self, utterance: Any) -> None:
+        self.utterance = utterance
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        return bool(self.utterance.wait(timeout))
+
+    @property  # type: ignore[override]
+    def first_audio_at(self) -> Optional[float]:
+        value: Optional[float] = self.utterance.track.first_taken_at
+        return value
+
+    @property  # type: ignore[override]
+    def heard_at(self) -> Optional[float]:
+        value: Optional[float] = self.utterance.heard_at
+        return value
+
+    @property
+    def taken(self) -> int:
+        return int(self.utterance.track.taken)
+
+    @property
+    def duration(self) -> float:
+        return float(self.utterance.duration)
+
+    def times(self) -> Dict[str, Optional[float]]:
+        u = self.utterance
+        return {"queued": u.queued_at, "sent": u.sent_at, "first_chunk": u.first_chunk_at,
+                "first_taken": u.track.first_taken_at, "heard": u.heard_at}
+
+
+class SmallestSync(Subject):
+    """This repository's ``smallest_sync.Speaker``."""
+
+    name = OURS
+
+    def __init__(self) -> None:
+        self.speaker: Any = None
+
+    def open(self, base_url: str, *, sample_rate: int = 24000, output: str = "sink",
+             on_write: Optional[Callable[[Any], None]] = None) -> None:
+        from smallest_sync import AudioOutput, NullOutput, Speaker
+
+        class _Sink(AudioOutput):
+            kind = "sink"
+
+            def write(self, pcm: "np.ndarray[Any, Any]") -> None:
+                if on_write is not None:
+                    on_write(pcm)
+
+        spec: Any
+        if output == "sink":
+            spec = _Sink()
+        elif output == "device":
+            spec = None
+        elif output == "clock":
+            spec = NullOutput()
+        elif output == "discard":
+            spec = NullOutput(realtime=False)
+        else:
+            raise ValueError(output)
+        self.speaker = Speaker(api_key="sk_benchmark", base_url=base_url, sample_rate=sample_rate, output=spec)
+        # Warm: the socket opens in the background; one round trip proves it is up.
+        self.speak("Warm up.")
+
+    def say(self, text: str) -> Handle:
+        return _SmallestHandle(self.speaker.say(text))
+
+    def interrupt(self) -> None:
+        self.speaker.interrupt()
+
+    def close(self) -> None:
+        if self.speaker is not None:
+            self.speaker.close()
+            self.speaker = None
+
+    def buffered_seconds(self) -> float:
+        return float(self.speaker._player.buffered_seconds)
+
+    def output_latency(self) -> float:
+        return float(self.speaker._player.latency())
+
+
+#: Columns of the table, ours first (targets are judged on it).
+SUBJECTS: List[Type[Subject]] = [SmallestSync]
+
+
+def wait_first_audio(handle: Handle, timeout: float = 5.0) -> Optional[float]:
+    """Poll (0.2 ms) until ``handle`` has handed audio to the output; its time."""
+    deadline = time.monotonic() + timeout
+    while handle.first_audio_at is None:
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.0002)
+    return handle.first_audio_at
