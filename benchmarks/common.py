@@ -230,3 +230,35 @@ def texts(prefix: str) -> "Any":
 
 def fmt_list(values: List[float], scale: float = 1e3, digits: int = 2) -> str:
     return ", ".join(f"{v * scale:.{digits}f}" for v in values)
+
+
+def ensure_audio() -> "tuple[Optional[str], Any]":
+    """Make PortAudio's default device the recordable null sink, if it is not yet.
+
+    With ``PULSE_SERVER`` already set (``eval "$(scripts/pulse.sh env)"``) that
+    daemon is used as is. Otherwise a private daemon is started for the benchmarks
+    (``SMALLEST_PULSE_DIR=/tmp/smallest-sync-bench-pulse-UID``: not the one
+    ``scripts/test`` uses, so a test run at the same time cannot hear our audio nor
+    we its), and the returned function stops it. Returns (why not, stop)."""
+    if os.environ.get("PULSE_SERVER"):
+        return sink_ready(), lambda: None
+    script = os.path.join(REPO, "scripts", "pulse.sh")
+    env = dict(os.environ, SMALLEST_PULSE_DIR=f"/tmp/smallest-sync-bench-pulse-{os.getuid()}")
+    try:
+        subprocess.run([script, "start"], env=env, check=True, capture_output=True, text=True, timeout=30)
+        out = subprocess.run([script, "env"], env=env, check=True, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", "") or exc
+        return f"cannot start PulseAudio ({str(detail).strip()[:200]})", lambda: None
+    import shlex
+
+    for line in out.splitlines():
+        words = shlex.split(line)
+        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
+            key, value = words[1].split("=", 1)
+            os.environ[key] = value
+
+    def stop() -> None:
+        subprocess.run([script, "stop"], env=env, capture_output=True, timeout=30)
+
+    return sink_ready(), stop

@@ -1,7 +1,7 @@
 """Figures 1 and 2: first audio (client overhead, end to end) and after an interrupt.
 
 Set-up: the instrumented emulator in its own process (:mod:`benchmarks.server`),
-``first_chunk_delay=0``, ``realtime_factor=10`` (chunks after the first are paced,
+``first_chunk_delay=0``, ``realtime_factor=20`` (chunks after the first are paced,
 so a long utterance is still streaming when it is interrupted), tone engine. The
 client plays into a *sink* output: every block of PCM is handed to a function on
 the player thread as soon as it is taken, with no device clock in the way. Each
@@ -86,17 +86,18 @@ def _first_audio(log_: WriteLog, handle: Handle, t0: float) -> Optional[float]:
 
 def run(subjects: List[Subject], quick: bool) -> List[Figure]:
     pairs = 25 if quick else 100
-    delayed_trials = 8 if quick else 25
+    idle_trials = 6 if quick else 25
     overhead = Figure("first_audio_overhead", "first audio, client overhead (warm)", "ms", 1e3, "<=", 2.0)
+    overhead_idle = Figure("first_audio_overhead_idle", "first audio, client overhead (after 250 ms idle)", "ms", 1e3)
     e2e = Figure("first_audio_e2e", "first audio, end to end (warm, server 0 ms)", "ms", 1e3)
-    after = Figure("after_interrupt_ratio", "first audio after interrupt / warm", "x", 1.0, "<=", 1.2)
+    after = Figure("after_interrupt_ratio", "first audio right after interrupt / warm", "x", 1.0, "<=", 1.2)
     after_abs = Figure("after_interrupt_e2e", "first audio right after interrupt, end to end", "ms", 1e3)
-    delayed = Figure("after_interrupt_delayed_ratio", "first audio 250 ms after interrupt / warm", "x", 1.0)
+    delayed = Figure("after_interrupt_idle_ratio", "first audio 250 ms after interrupt / after 250 ms idle", "x")
     late = Figure("sink_writes_after_interrupt", "sink writes of cut audio after interrupt() returned", "writes")
-    figures = [overhead, e2e, after, after_abs, delayed, late]
+    figures = [overhead, overhead_idle, e2e, after, after_abs, delayed, late]
     for subject in subjects:
         writes = WriteLog()
-        with EmulatorProcess(realtime_factor=10.0, first_chunk_delay=0.0) as emu:
+        with EmulatorProcess(realtime_factor=20.0, first_chunk_delay=0.0) as emu:
             try:
                 subject.open(emu.base_url, output="sink", on_write=writes)
             except Unsupported as exc:
@@ -104,23 +105,23 @@ def run(subjects: List[Subject], quick: bool) -> List[Figure]:
                     figure.results[subject.name] = Stat.missing(str(exc))
                 continue
             try:
-                result = _measure(subject, emu, writes, pairs, delayed_trials)
+                r = _measure(subject, emu, writes, pairs, idle_trials)
             finally:
                 subject.close()
-        warm = result["warm_e2e"]
-        overhead.results[subject.name] = Stat.of(result["overhead"])
-        e2e.results[subject.name] = Stat.of(warm)
-        after.results[subject.name] = Stat.ratio(result["after_e2e"], warm)
-        after_abs.results[subject.name] = Stat.of(result["after_e2e"])
-        delayed.results[subject.name] = Stat.ratio(result["delayed_e2e"], warm)
-        late.results[subject.name] = Stat.of(result["late_writes"])
-        overhead.details[subject.name] = result["breakdown"]
-        after.details[subject.name] = {
-            "warm_e2e_ms": _ms(Stat.of(warm)), "after_e2e_ms": _ms(Stat.of(result["after_e2e"])),
-            "delayed_e2e_ms": _ms(Stat.of(result["delayed_e2e"])),
-            "after_server_ms": _ms(Stat.of(result["after_server"])),
-            "after_send_path_ms": _ms(Stat.of(result["after_send_path"])),
-        }
+        name = subject.name
+        overhead.results[name] = Stat.of(r["warm"]["overhead"])
+        overhead_idle.results[name] = Stat.of(r["idle"]["overhead"])
+        e2e.results[name] = Stat.of(r["warm"]["e2e"])
+        after.results[name] = Stat.ratio(r["after"]["e2e"], r["warm"]["e2e"])
+        after_abs.results[name] = Stat.of(r["after"]["e2e"])
+        delayed.results[name] = Stat.ratio(r["after_idle"]["e2e"], r["idle"]["e2e"])
+        late.results[name] = Stat.of(r["late_writes"])
+        overhead.details[name] = {"stages (ms)": r["warm"]["stages"]}
+        overhead_idle.details[name] = {"stages (ms)": r["idle"]["stages"]}
+        after.details[name] = {"stages (ms)": r["after"]["stages"]}
+        delayed.details[name] = {"e2e after interrupt (ms)": _ms(Stat.of(r["after_idle"]["e2e"])),
+                                 "e2e after idle (ms)": _ms(Stat.of(r["idle"]["e2e"])),
+                                 "stages after interrupt (ms)": r["after_idle"]["stages"]}
     return figures
 
 
@@ -129,80 +130,75 @@ def _ms(stat: Stat) -> Dict[str, Optional[float]]:
             "p95": None if stat.tail is None else round(stat.tail * 1e3, 3), "n": stat.n}
 
 
-def _measure(subject: Subject, emu: EmulatorProcess, writes: WriteLog, pairs: int, delayed_trials: int) -> Dict[str, Any]:
+def _measure(subject: Subject, emu: EmulatorProcess, writes: WriteLog, pairs: int, idle_trials: int) -> Dict[str, Any]:
     rng = random.Random(1)
-    warm_rows: List[Dict[str, Any]] = []
-    after_rows: List[Dict[str, Any]] = []
-    delayed_rows: List[Dict[str, Any]] = []
+    rows: Dict[str, List[Dict[str, Any]]] = {"warm": [], "after": [], "idle": [], "after_idle": []}
     late_writes: List[float] = []
-    for i in range(5):  # settle: allocator, caches, branch predictors, socket buffers
-        subject.speak(f"Settle {i}.")
-    emu.dump()
-    started = time.monotonic()
-    for i in range(pairs + delayed_trials):
-        # warm
-        text = f"Warm request {i}."
+
+    def timed(kind: str, text: str) -> Optional[float]:
         writes.clear()
         t0 = time.monotonic()
         handle = subject.say(text)
         handle.wait(10)
-        warm_rows.append({"text": text, "t0": t0, "first": _first_audio(writes, handle, t0), **handle.times()})
-        # interrupt mid-stream, then speak at once (or 250 ms later)
-        long_handle = subject.say(LONG_TEXT.format(i))
+        first = _first_audio(writes, handle, t0)
+        rows[kind].append({"text": text, "t0": t0, "first": first, **handle.times()})
+        return first
+
+    def interrupt_mid_stream(serial: int) -> float:
+        long_handle = subject.say(LONG_TEXT.format(serial))
         if wait_first_audio(long_handle) is None:
             raise RuntimeError("the long utterance never played")
-        time.sleep(0.010)
+        time.sleep(0.010)  # the server is still streaming it (realtime_factor 20: ~0.4 s)
         subject.interrupt()
         returned = time.monotonic()
         long_handle.wait(5)
-        is_delayed = i >= pairs
-        if is_delayed:
-            time.sleep(0.25)
-        text = f"After interrupt {i}."
-        t1 = time.monotonic()
-        handle = subject.say(text)
-        handle.wait(10)
-        first = _first_audio(writes, handle, t1)
-        late_writes.append(writes.count_between(returned, first if first is not None else t1))
-        row = {"text": text, "t0": t1, "first": first, **handle.times()}
-        (delayed_rows if is_delayed else after_rows).append(row)
+        return returned
+
+    for i in range(5):  # settle: allocator, caches, socket buffers
+        subject.speak(f"Settle {i}.")
+    emu.dump()
+    started = time.monotonic()
+    for i in range(pairs):
+        timed("warm", f"W{i}.")
+        returned = interrupt_mid_stream(i)
+        first = timed("after", f"A{i}.")
+        late_writes.append(writes.count_between(returned, first if first is not None else returned))
         time.sleep(rng.uniform(0.0, 0.003))  # decorrelate from the emulator's timers
-    log(f"    {subject.name}: {len(warm_rows)} warm, {len(after_rows)}+{len(delayed_rows)} after-interrupt "
-        f"trials in {time.monotonic() - started:.1f} s")
+    for i in range(idle_trials):
+        time.sleep(0.25)
+        timed("idle", f"I{i}.")
+        interrupt_mid_stream(pairs + i)
+        time.sleep(0.25)
+        timed("after_idle", f"D{i}.")
+    log(f"    {subject.name}: {pairs} warm/after-interrupt pairs, {idle_trials} idle pairs "
+        f"in {time.monotonic() - started:.1f} s")
     server = emu.by_text()
+    result: Dict[str, Any] = {"late_writes": late_writes}
+    for kind, kind_rows in rows.items():
+        e2e, overhead = [], []
+        for row in kind_rows:
+            if row["first"] is None:
+                continue
+            e2e.append(row["first"] - row["t0"])
+            record = server.get(row["text"])
+            if record is not None and record.get("first_chunk") is not None:
+                overhead.append(row["first"] - row["t0"] - (record["first_chunk"] - record["received"]))
+        result[kind] = {"e2e": e2e, "overhead": overhead, "stages": _breakdown(kind_rows, server)}
+    return result
 
-    def e2e(rows: List[Dict[str, Any]]) -> List[float]:
-        return [r["first"] - r["t0"] for r in rows if r["first"] is not None]
 
-    def server_time(row: Dict[str, Any]) -> Optional[float]:
-        record = server.get(row["text"])
-        if record is None or record.get("first_chunk") is None:
-            return None
-        return float(record["first_chunk"] - record["received"])
-
-    overhead: List[float] = []
+def _breakdown(rows: List[Dict[str, Any]], server: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
+    """Where first audio's time went, stage by stage (medians and p95s in ms)."""
     parts: Dict[str, List[float]] = {k: [] for k in (
         "send path", "transit+server parse", "server", "recv+parse", "decode+feed+play")}
-    for row in warm_rows:
+    for row in rows:
         record = server.get(row["text"])
-        st = server_time(row)
-        if st is None or row["first"] is None or record is None:
+        if (record is None or record.get("first_chunk") is None or row["first"] is None
+                or row.get("sent") is None or row.get("first_chunk") is None):
             continue
-        overhead.append(row["first"] - row["t0"] - st)
-        if row.get("sent") is not None and row.get("first_chunk") is not None:
-            parts["send path"].append(row["sent"] - row["t0"])
-            parts["transit+server parse"].append(record["received"] - row["sent"])
-            parts["server"].append(st)
-            parts["recv+parse"].append(row["first_chunk"] - record["first_chunk"])
-            parts["decode+feed+play"].append(row["first"] - row["first_chunk"])
-    breakdown = {name: _ms(Stat.of(values)) for name, values in parts.items() if values}
-    return {
-        "warm_e2e": e2e(warm_rows),
-        "overhead": overhead,
-        "breakdown": breakdown,
-        "after_e2e": e2e(after_rows),
-        "delayed_e2e": e2e(delayed_rows),
-        "after_server": [s for s in (server_time(r) for r in after_rows) if s is not None],
-        "after_send_path": [r["sent"] - r["t0"] for r in after_rows if r.get("sent") is not None],
-        "late_writes": late_writes,
-    }
+        parts["send path"].append(row["sent"] - row["t0"])
+        parts["transit+server parse"].append(record["received"] - row["sent"])
+        parts["server"].append(record["first_chunk"] - record["received"])
+        parts["recv+parse"].append(row["first_chunk"] - record["first_chunk"])
+        parts["decode+feed+play"].append(row["first"] - row["first_chunk"])
+    return {name: _ms(Stat.of(values)) for name, values in parts.items() if values}

@@ -18,7 +18,9 @@ What a subject must offer:
 * ``Handle.wait()``; ``Handle.first_audio_at`` (``time.monotonic()`` when the first
   sample was handed to the output), ``taken`` (samples handed over so far),
   ``duration`` (seconds of audio played) when the client can tell.
-* optionally ``buffered_seconds()`` and ``output_latency()``.
+* optionally ``buffered_seconds()``, ``output_latency()`` and ``frame_decoder()``
+  (a fresh per-request function: server text frame -> int16 samples, for the
+  decode-throughput figure).
 """
 from __future__ import annotations
 
@@ -83,6 +85,10 @@ class Subject:
 
     def output_latency(self) -> float:
         raise Unsupported("output latency")
+
+    def frame_decoder(self) -> Callable[[str], Any]:
+        """A fresh decoder for one request's frames: server text frame -> int16 samples."""
+        raise Unsupported("frame decoder")
 
     def __enter__(self) -> "Subject":
         return self
@@ -173,6 +179,16 @@ class SmallestSync(Subject):
 
     def output_latency(self) -> float:
         return float(self.speaker._player.latency())
+
+    def frame_decoder(self) -> Callable[[str], Any]:
+        from smallest_sync.protocol import PcmDecoder, parse_frame
+
+        decode = PcmDecoder("pcm").decode
+
+        def frame_to_pcm(raw: str) -> Any:
+            return decode(parse_frame(raw).audio)  # type: ignore[union-attr]
+
+        return frame_to_pcm
 
 
 #: Columns of the table, ours first (targets are judged on it).

@@ -33,7 +33,7 @@ class TkDelivery:
     """Runs wrapped handlers on the Tk main loop of ``widget``.
 
     The queue is drained every ``interval_ms`` milliseconds by a Tk ``after``
-    callback (Tk's own timer, on its thread), and at once when idle.
+    callback (Tk's own timer, on its thread).
     Call :meth:`close` (or destroy the widget) to stop polling.
     """
 
@@ -41,6 +41,7 @@ class TkDelivery:
         self._widget = widget
         self._interval = interval_ms
         self._queue: "queue.SimpleQueue[Tuple[Handler, Any]]" = queue.SimpleQueue()
+        self._closed = False
         self._after: Optional[str] = widget.after(interval_ms, self._drain)
 
     def wrap(self, handler: Handler) -> Callable[[Any], None]:
@@ -59,13 +60,17 @@ class TkDelivery:
                 handler(event)
             except Exception:  # a GUI handler must not stop the delivery loop
                 logger.exception("Tk event handler %r raised", handler)
+        if self._closed:  # a handler called close()
+            self._after = None
+            return
         try:
             self._after = self._widget.after(self._interval, self._drain)
         except Exception:  # the widget was destroyed
             self._after = None
 
     def close(self) -> None:
-        """Stop polling (pending events are dropped)."""
+        """Stop polling (pending events are dropped). Safe from a handler."""
+        self._closed = True
         if self._after is not None:
             try:
                 self._widget.after_cancel(self._after)

@@ -49,7 +49,8 @@ _MAX_IDLE_WAIT = 1.0
 class Track:
     """The player's view of one utterance. Fields are guarded by the player's lock."""
 
-    __slots__ = ("label", "cut", "fed", "taken", "first_taken_at", "ended", "heard_out", "cues")
+    __slots__ = ("label", "cut", "fed", "taken", "first_taken_at", "ended", "heard_out", "cues",
+                 "finished", "clock", "heard_from")
 
     def __init__(self, label: str = "") -> None:
         self.label = label
@@ -60,6 +61,11 @@ class Track:
         self.first_taken_at: Optional[float] = None  # monotonic time of the first one
         self.ended = False  # its end cue has been taken
         self.heard_out = False  # its end cue has fired: nothing of it is left in the device
+        self.finished = False  # finish() was called: no more audio or cues are accepted
+        # (when the last block taken starts being heard, samples of the track before it):
+        # places a cue that arrives after its sample was taken.
+        self.clock: Tuple[float, int] = (0.0, 0)
+        self.heard_from = 0.0  # when its first sample is heard
 
     def __repr__(self) -> str:
         return f"Track({self.label!r}, fed={self.fed}, taken={self.taken}, cut={self.cut})"
@@ -128,9 +134,9 @@ class Player:
         # and starting a stream may wait for that callback.
         self._stream_lock = threading.Lock()
         self._running = output.kind == "device"
-        # Clock outputs take a block and write it under this lock, so cut() waits
-        # for a block in flight rather than letting it "play" after returning.
-        self._clock_lock = threading.Lock()
+        # Clock and sink outputs take a block and write it under this lock, so cut()
+        # waits for a block in flight rather than letting it "play" after returning.
+        self._write_lock = threading.Lock()
         self._feed_waiters = 0  # feeds waiting for room: takes must wake them
         self.taken_total = 0  # samples the output has taken, all tracks (stall watchdog)
         output.open(sample_rate)
@@ -169,35 +175,38 @@ class Player:
                     self._cond.wait(min(remaining, _MAX_IDLE_WAIT))
                 finally:
                     self._feed_waiters -= 1
-            if track.cut or self._closing:
+            if track.cut or track.finished or self._closing:
                 return False
             self._items.append((track, pcm))
             track.fed += len(pcm)
             self._buffered += len(pcm)
-            if self._output.kind != "device":  # a device pulls by itself
+            if self._output.kind != "device" or not self._running:
+                # Sinks and clocks are written by the player thread, which also starts
+                # a stopped device (PortAudio is only ever called from that thread).
                 self._cond.notify_all()
-        self._ensure_running()
         return True
 
     def mark(self, track: Track, kind: str, payload: Any = None) -> bool:
         """Queue a cue after the audio fed so far; it fires when that point is heard."""
         with self._cond:
-            if track.cut or self._closing:
+            if track.cut or track.finished or self._closing:
                 return False
             self._items.append((track, _Cue(kind, payload)))
+            track.finished = track.finished or kind == "end"
             self._cond.notify_all()
-        self._ensure_running()
         return True
 
     def mark_at(self, track: Track, position: int, kind: str, payload: Any = None) -> bool:
         """A cue that fires when sample ``position`` of ``track`` is heard (at once if it
         already was). Cues must come in position order."""
         with self._cond:
-            if track.cut or self._closing:
+            if track.cut or track.finished or self._closing:
                 return False
             cue = _Cue(kind, payload)
-            if position < track.taken:  # heard already: fire now
-                self._schedule(time.monotonic(), track, cue)
+            if position < track.taken:  # taken already: due when that sample is heard
+                start, before = track.clock
+                rate = self._rate if self._output.kind != "sink" else float("inf")
+                self._schedule(max(start + (position - before) / rate, track.heard_from), track, cue)
                 self._cond.notify_all()
                 return True
             cues = track.cues
@@ -223,7 +232,6 @@ class Player:
             self._paused = False
             self._last_taken = time.monotonic()
             self._cond.notify_all()
-        self._ensure_running()
 
     @property
     def paused(self) -> bool:
@@ -239,7 +247,7 @@ class Player:
         Returns at once: silencing audio the output already buffered happens on the
         player thread.
         """
-        with self._clock_lock, self._cond:
+        with self._write_lock, self._cond:
             cut_any = False
             for track in tracks:
                 if not track.cut:
@@ -270,6 +278,7 @@ class Player:
         and every later utterance fails on the stall watchdog."""
         with self._cond:
             self._broken = True
+            self._running = False  # never started or stopped again
             self._flush_done = self._flush_wanted
             self._cond.notify_all()
 
@@ -311,7 +320,9 @@ class Player:
                 continue
             if track.taken == 0:
                 track.first_taken_at = now
-                self._schedule(now + delay + filled / rate, track, _Cue("start"))
+                track.heard_from = now + delay + filled / rate
+                self._schedule(track.heard_from, track, _Cue("start"))
+            track.clock = (now + delay + filled / rate, track.taken)
             count = min(frames - filled, len(data) - self._head_pos)
             cues = track.cues
             if cues and cues[0][0] < track.taken + count:
@@ -357,37 +368,31 @@ class Player:
     def _run(self) -> None:
         output = self._output
         while True:
-            to_write: List[Pcm] = []
             due: List[_Due] = []
-            flush = 0
-            clock_due = False
             with self._cond:
                 if self._closing:
                     return
                 now = time.monotonic()
-                if output.kind == "sink" and self._items and not self._paused:
-                    to_write, _ = self._take(self._buffered, now, 0.0)
-                elif output.kind == "clock" and self._clock_next is not None and self._clock_next <= now:
-                    clock_due = True
-                elif output.kind == "clock" and self._clock_next is None and self._items and not self._paused:
-                    clock_due = True
+                write = output.kind == "sink" and bool(self._items) and not self._paused
+                clock_due = output.kind == "clock" and not self._paused and (
+                    (self._clock_next is not None and self._clock_next <= now)
+                    or (self._clock_next is None and bool(self._items)))
                 while self._due and self._due[0][0] <= now:
                     item = heapq.heappop(self._due)
                     if item[3].kind == "end":
                         item[2].heard_out = True
                     due.append(item)
-                flush = self._flush_wanted if self._flush_wanted != self._flush_done else 0
-                idle = output.kind == "device" and (self._paused or not (self._items or self._due))
-                if not (to_write or due or flush or clock_due) and not (idle and self._idle_expired(now)):
+                flush, start, suspend = self._stream_work(now)
+                if not (write or due or flush or start or suspend or clock_due):
                     self._cond.wait(self._wait_time(now))
                     continue
             try:
-                if flush or idle:
-                    self._tend_stream(flush)
+                if flush or start or suspend:
+                    self._tend_stream(flush, start, suspend)
                 if clock_due:
                     self._play_clock()
-                for pcm in to_write:
-                    output.write(pcm)
+                if write:
+                    self._play_sink()
             except Exception as exc:  # an output that fails must fail the utterance, not the thread
                 logger.exception("audio output %r failed", output)
                 self._on_failure(exc)
@@ -398,61 +403,58 @@ class Player:
                     except Exception:  # a bug in the listener is not the device's fault
                         logger.exception("player listener failed on %s cue", cue.kind)
 
-    def _ensure_running(self) -> None:
-        """Restart a suspended device stream (caller holds no lock)."""
-        if self._running or self._output.kind != "device" or self._broken:
-            return
-        with self._stream_lock:
-            if not self._running and not self._closing and not self._broken:
-                try:
-                    self._output.resume()
-                except Exception as exc:
-                    logger.error("restarting the audio device failed: %s", exc)
-                    self.mark_broken()
-                    self._on_failure(exc)
-                    return
-                self._running = True
+    def _stream_work(self, now: float) -> Tuple[int, bool, bool]:
+        """Lock held: what the device stream needs — (flush number or 0, start, stop)."""
+        flush = self._flush_wanted if self._flush_wanted != self._flush_done else 0
+        if self._output.kind != "device" or self._broken:
+            return flush, False, False
+        start = not self._running and bool(self._items) and not self._paused
+        idle = self._paused or not (self._items or self._due)
+        suspend = self._running and idle and now - self._last_taken >= _SUSPEND_AFTER
+        return flush, start, suspend
 
-    def _idle_expired(self, now: float) -> bool:
-        return self._running and now - self._last_taken >= _SUSPEND_AFTER
-
-    def _tend_stream(self, flush: int) -> None:
-        """Player thread: flush the device after a cut (``flush``: that request's
-        number, or 0), or stop it when idle."""
+    def _tend_stream(self, flush: int, start: bool, suspend: bool) -> None:
+        """Player thread only: flush the device after a cut, start it for audio, stop
+        it when idle. A failure marks the output broken (never touched again) and is
+        raised for the caller to report, with no lock held."""
+        failure: Optional[BaseException] = None
         with self._stream_lock:
-            if self._broken:
-                if flush:
-                    with self._cond:
-                        self._flush_done = flush
-                return
             try:
-                if flush and self._running:
-                    self._output.discard_buffered()
-            except Exception:
-                self._running = False
-                self.mark_broken()
-                raise
+                if not self._broken:
+                    if flush and self._running:
+                        self._output.discard_buffered()
+                    if start and not self._running:
+                        self._output.resume()
+                        self._running = True
+                    elif suspend and self._running:
+                        self._output.suspend()  # audio arriving meanwhile restarts it next turn
+                        self._running = False
+            except Exception as exc:
+                failure = exc
             finally:
                 if flush:
                     with self._cond:
                         self._flush_done = flush
-            if not self._running:
-                return
-            with self._cond:
-                idle = (self._paused or not (self._items or self._due)) and self._idle_expired(time.monotonic())
-            if idle:
-                self._output.suspend()
-                self._running = False
-                # A feed that saw _running still True skipped the restart: catch it here.
+        if failure is not None:
+            self.mark_broken()
+            raise failure
+
+    def _play_sink(self) -> None:
+        """Sinks: write what is queued, one bounded block at a time under the write lock,
+        so cut() never returns while a block of a cut track is still to be written."""
+        block = max(1, self._rate // 10)
+        while True:
+            with self._write_lock:
                 with self._cond:
-                    arrived = bool(self._items) and not self._paused
-                if arrived:
-                    self._output.resume()
-                    self._running = True
+                    if self._paused or self._closing or not self._items:
+                        return
+                    parts, _ = self._take(block, time.monotonic(), 0.0)
+                for part in parts:
+                    self._output.write(part)
 
     def _play_clock(self) -> None:
         """Clock outputs: take the blocks now due and write them, as one step for cut()."""
-        with self._clock_lock:
+        with self._write_lock:
             with self._cond:
                 blocks = self._tick_clock(time.monotonic())
             for block in blocks:
@@ -480,7 +482,7 @@ class Player:
 
     def _wait_time(self, now: float) -> float:
         suspend_at = (self._last_taken + _SUSPEND_AFTER
-                      if self._running and (self._paused or not self._items) else None)
+                      if self._running and not self._broken and (self._paused or not self._items) else None)
         deadlines = [when for when in (self._clock_next, self._due[0][0] if self._due else None, suspend_at)
                      if when is not None]
         if not deadlines:
@@ -508,7 +510,9 @@ class Player:
                 logger.error("player thread did not stop within %.1f s", _JOIN_TIMEOUT)
         if not already:
             # Bounded: a player thread stuck inside PortAudio must not hang close().
-            if self._stream_lock.acquire(timeout=_JOIN_TIMEOUT):
+            if self._broken:
+                logger.warning("the audio output was lost; leaving it unclosed (PortAudio may hang on it)")
+            elif self._stream_lock.acquire(timeout=_JOIN_TIMEOUT):
                 try:
                     self._output.close()
                 finally:

@@ -707,6 +707,8 @@ class Speaker:
         except SmallestError as exc:
             return exc
         with self._lock:
+            if request.cancelled or utterance.done or self._closing:
+                return None
             request.conn, request.progress_at = conn, time.monotonic()
             utterance.state = SPEAKING
         context = {"context_id": request.client_id}
@@ -746,24 +748,36 @@ class Speaker:
             except SmallestConnectionError as exc:
                 return exc
         with self._lock:
+            settled = False
             while not (request.complete or request.error or request.closed or request.cancelled
                        or utterance.done or self._closing):
                 now = time.monotonic()
                 if self._player.paused:
                     request.progress_at = now
                 quiet = now - request.progress_at
-                if request.quiet_complete and quiet >= _CONTEXT_SETTLE:
-                    break  # a complete, then silence: the context is done
+                # Quiet after a complete ends the turn; how long is scaled to how slowly
+                # this server starts a request, so a slow next fragment is not mistaken.
+                settle = max(_CONTEXT_SETTLE, 3 * (utterance.time_to_first_chunk or 0.0))
+                if request.quiet_complete and quiet >= settle:
+                    settled = True
+                    break
                 if quiet >= self.timeout:
                     self._retire(conn)
                     return SynthesisTimeout(f"the server sent nothing for {self.timeout:.1f} s")
-                self._lock.wait((_CONTEXT_SETTLE if request.quiet_complete else self.timeout) - quiet)
+                self._lock.wait((settle if request.quiet_complete else self.timeout) - quiet)
             if request.error is not None:
                 if not isinstance(request.error, APIError):
                     self._retire(conn)
                 return request.error
-            if request.closed is not None and not request.complete and not request.quiet_complete:
-                return SmallestConnectionError(f"the connection was lost mid-turn ({_describe(request.closed)})")
+            if request.complete or request.cancelled or utterance.done or self._closing:
+                return None  # the last fragment's echoed complete: an exact end
+            if settled:
+                self._retire(conn)  # a guessed end: nothing late may reach the next utterance
+                return None
+            if request.closed is not None:
+                return SmallestConnectionError(
+                    f"the connection was lost mid-turn ({_describe(request.closed)}); context mode "
+                    "needs a socket that stays open for the whole turn")
         return None
 
     def _send_and_await(self, request: _Request) -> Optional[BaseException]:
@@ -951,6 +965,7 @@ class Speaker:
                 request.error = exc
                 self._lock.notify_all()
             return
+        pcm.flags.writeable = False  # shared by the player and on_audio: nobody may change it
         utterance._timeline.audio((request.client_id, event.request_id), len(pcm))
         if self._on_audio is not None and len(pcm):
             self._events.emit(self._on_audio, AudioEvent(pcm, utterance))
@@ -978,7 +993,11 @@ class Speaker:
             if kind == "start":
                 utterance.heard_at = heard_at
             elif kind == "word":
+                if utterance.state in (DONE, INTERRUPTED, FAILED):
+                    return
                 utterance.words.append(payload)
+                self._publish(self._on_word, payload)  # under the lock: never after its EndEvent
+                return
             elif kind == "end":
                 error = utterance._pending_error
                 if not utterance._end(FAILED if error else DONE, error):
@@ -987,8 +1006,6 @@ class Speaker:
                 self._lock.notify_all()
         if kind == "start":
             self._publish(self._on_start, StartEvent(utterance))
-        elif kind == "word":
-            self._publish(self._on_word, payload)
         elif kind == "end":
             self._finish([utterance])
 
@@ -1007,7 +1024,12 @@ class Speaker:
         while not self._stop.wait(wait):
             with self._lock:
                 conn = self._conn
-                busy = self._inflight is not None
+                request = self._inflight
+                # A context turn waiting for more text may sit idle for long: keep it
+                # alive, with a ping (a whitespace request could end up in the turn).
+                waiting = request is not None and request.utterance._open and self._stream_mode == "context"
+                busy = request is not None and not waiting
+                style = "ping" if waiting else self._keepalive_style
                 settings = self._settings
             if conn is None or not conn.alive:
                 wait = interval
@@ -1018,9 +1040,10 @@ class Speaker:
                 continue
             try:
                 ka_id = f"{self._session}-ka{next(self._keepalive_serials)}"
-                conn.send(build_keepalive(settings, self._keepalive_style, request_id=ka_id))
-                if self._keepalive_style == "text":
-                    conn.keepalives_unanswered += 1  # some servers answer it with a complete
+                if style == "text":
+                    with self._lock:
+                        conn.keepalives_unanswered += 1  # some servers answer it with a complete
+                conn.send(build_keepalive(settings, style, request_id=ka_id))
                 logger.debug("keepalive sent on connection #%d", conn.id)
             except SmallestConnectionError as exc:
                 logger.info("keepalive failed: %s", exc)

@@ -1,0 +1,138 @@
+"""Figure 4: CPU per second of audio played, and decode throughput.
+
+**CPU per second of audio** (24 kHz and 44.1 kHz): the client plays on PortAudio's
+default device (the PulseAudio null sink: a real PortAudio stream, callback
+thread, libpulse thread and all), against the emulator in its own process at its
+defaults (4× real time, 20 ms to first chunk), so only the client's CPU is counted.
+Utterances of ~4 s are spoken one after another with ``speak()``; for each, the
+process CPU time (``time.process_time()``: user + system, every thread of the
+process, PortAudio's and libpulse's included) spent from the end of the previous
+``speak()`` to the end of this one, divided by the seconds of audio it played
+(``Utterance.duration``). The gap between utterances (first audio of the next) is
+in the numerator, not the denominator, so the figure slightly over-states.
+Reported as a percentage of one core. The details give the CPU per thread over
+the whole phase (``/proc/self/task``, 10 ms ticks) and the idle cost of an open
+Speaker with nothing to say.
+
+**Decode throughput**: ``parse_frame`` + ``PcmDecoder.decode`` on frames shaped
+exactly as the service sends them (``{"status":"chunk","request_id",...,"data":
+{"audio": base64}}``, 150 ms of a sine each, 9.6 kB of base64 at 24 kHz), in
+batches of 200 frames with a fresh decoder per batch (one per request, as the
+client does). Throughput = audio seconds decoded / wall seconds, i.e. "× real
+time", per batch; the tail column is the 5th percentile (the slow batches).
+"""
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any, Dict, List
+
+import numpy as np
+
+from .common import Figure, Stat, diff_cpu, log, sink_ready, thread_cpu
+from .server import EmulatorProcess
+from .subjects import Subject, Unsupported
+
+SENTENCE = "Measuring processor time per second of played audio, sentence number {}, rate {}."
+
+
+def run(subjects: List[Subject], quick: bool) -> List[Figure]:
+    figures: List[Figure] = []
+    utterances = 2 if quick else 5
+    why = sink_ready()
+    for rate, target in ((24000, 1.0), (44100, None)):
+        figure = Figure(f"cpu_per_audio_second_{rate}", f"CPU per second of audio, {rate / 1000:g} kHz device",
+                        "% core", 100.0, "<=", target)
+        figures.append(figure)
+        for subject in subjects:
+            if why is not None:
+                figure.results[subject.name] = Stat.missing(f"no audio device: {why}")
+                continue
+            try:
+                samples, details = _cpu_per_second(subject, rate, utterances, idle=rate == 24000 and not quick)
+            except Unsupported as exc:
+                figure.results[subject.name] = Stat.missing(str(exc))
+                continue
+            figure.results[subject.name] = Stat.of(samples)
+            figure.details[subject.name] = details
+    figures.extend(_decode_figures(subjects, quick))
+    return figures
+
+
+def _cpu_per_second(subject: Subject, rate: int, utterances: int, idle: bool) -> "tuple[List[float], Dict[str, Any]]":
+    with EmulatorProcess() as emu:  # defaults: 4x real time, 20 ms to first chunk
+        subject.open(emu.base_url, output="device", sample_rate=rate)
+        try:
+            subject.speak(SENTENCE.format(0, rate))  # device stream running, caches warm
+            samples: List[float] = []
+            audio = 0.0
+            threads_before = thread_cpu()
+            wall0 = time.monotonic()
+            cpu0 = last = time.process_time()
+            for i in range(1, utterances + 1):
+                handle = subject.speak(SENTENCE.format(i, rate))
+                now = time.process_time()
+                samples.append((now - last) / handle.duration)
+                audio += handle.duration
+                last = now
+            wall = time.monotonic() - wall0
+            per_thread = diff_cpu(thread_cpu(), threads_before)
+            details: Dict[str, Any] = {
+                "audio played (s)": round(audio, 2), "wall (s)": round(wall, 2),
+                "whole phase (% core)": round((last - cpu0) / audio * 100, 3),
+                "CPU seconds per thread": dict(sorted(per_thread.items(), key=lambda kv: -kv[1])),
+            }
+            if idle:
+                time.sleep(1.5)  # past the player's 1 s idle stop of the device stream
+                c0, w0 = time.process_time(), time.monotonic()
+                time.sleep(3.0)
+                details["idle Speaker, device stopped (% core)"] = round(
+                    (time.process_time() - c0) / (time.monotonic() - w0) * 100, 3)
+        finally:
+            subject.close()
+    log(f"    {subject.name}: {audio:.1f} s of audio at {rate} Hz")
+    return samples, details
+
+
+def _frames(rate: int, count: int) -> List[str]:
+    n = int(rate * 0.150)
+    t = np.arange(n * count) / rate
+    pcm = (np.sin(2 * np.pi * 440.0 * t) * 9000).astype("<i2")
+    frames = []
+    for i in range(count):
+        payload = base64.b64encode(pcm[i * n:(i + 1) * n].tobytes()).decode("ascii")
+        frames.append(json.dumps({
+            "status": "chunk", "request_id": "0b7f6a9e-1c1e-4f5e-9a55-3f0f0b9a8c11",
+            "session_id": "sess_5d8f0c2a9b7e4c1d", "external_request_id": "ss1a2b3c4d-17",
+            "external_session_id": None, "data": {"audio": payload},
+        }, separators=(",", ":")))
+    return frames
+
+
+def _decode_figures(subjects: List[Subject], quick: bool) -> List[Figure]:
+    batches = 15 if quick else 60
+    figures = []
+    for rate, target in ((24000, 1000.0), (44100, None)):
+        figure = Figure(f"decode_throughput_{rate}", f"parse + decode, 150 ms chunks, {rate / 1000:g} kHz",
+                        "x realtime", 1.0, ">=", target)
+        frames = _frames(rate, 200)
+        for subject in subjects:
+            try:
+                subject.frame_decoder()
+            except Unsupported as exc:
+                figure.results[subject.name] = Stat.missing(str(exc))
+                continue
+            results = []
+            for batch in range(3 + batches):  # 3 warm-up batches
+                decode = subject.frame_decoder()
+                start = time.perf_counter()
+                for raw in frames:
+                    decode(raw)
+                elapsed = time.perf_counter() - start
+                if batch >= 3:
+                    results.append(len(frames) * 0.150 / elapsed)
+            figure.results[subject.name] = Stat.of(results, higher_is_better=True)
+            figure.details[subject.name] = {"per frame (us)": round(0.150 / float(np.median(results)) * 1e6, 1)}
+        figures.append(figure)
+    return figures

@@ -1,0 +1,180 @@
+"""Figure 3: how fast ``interrupt()`` returns, and how much audio is heard after it.
+
+Set-up: the real audio path. The client plays on PortAudio's default device, which
+is the private PulseAudio daemon's null sink (``scripts/pulse.sh``), and
+:class:`tests.sink.SinkRecorder` records that sink's monitor at 24 kHz, where the
+path is bit-exact. The emulator (own process) paces audio at twice real time
+(``realtime_factor=2``; at 1 the device, which reads ahead, would underrun), so at
+the moment of the interrupt the server is still streaming: ``interrupt()`` also aborts that socket (the worst case for its return
+time). Each trial says one tone word ~2.9 s long (one continuous burst, so the cut
+cannot hide in a pause between words), waits 0.3–0.8 s (random) after its first
+sample was taken by the device, and interrupts.
+
+* **interrupt() returns**: ``perf_counter`` around the call, on the calling thread.
+* **audio after interrupt, bound** = samples the output took after ``interrupt()``
+  returned (``track.taken`` then vs. 0.3 s later; the player promises 0) / rate +
+  the output's reported latency (``stream.get_output_latency()``). It is what
+  would still be heard if the device's buffer were *not* flushed.
+* **audio after interrupt, heard (sink)**: from the recording. The trial's samples
+  are located exactly (``tests.sink.find_segment`` on the emulator's deterministic
+  tone, recomputed with ``smallest_sync.emulator.synthesize``); the recording
+  matches the served PCM sample for sample up to the cut, so the number of samples
+  actually *heard* is the first mismatch. What was being heard when
+  ``interrupt()`` returned is placed with the device's own clock: the first sample
+  was taken at ``first_taken_at`` and heard ``d0`` later (PortAudio's
+  ``output_buffer_dac_time − current_time`` of that callback, i.e.
+  ``Utterance.heard_at − first_taken_at``), and playback is continuous from there.
+  heard after = (samples heard − (returned − first_taken_at − d0) · rate) / rate.
+  A second estimate places the interrupt with the recorder's clock instead
+  (``SinkRecorder.index_at``, documented as ±20 ms); it is in the details. The two
+  differ by a constant ~10 ms here: PortAudio's reported delay is ~10 ms longer
+  than what the sink shows (the README measures the same for word events), so the
+  figure, using PortAudio's clock, errs on the long side. A trial whose recording
+  is not silent after the first mismatch (an underrun or glitch, not the cut) is
+  left out and counted in the details.
+"""
+from __future__ import annotations
+
+import random
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from .common import REPO, Figure, Stat, log, sink_ready
+from .server import EmulatorProcess
+from .subjects import Subject, Unsupported, wait_first_audio
+
+RATE = 24000
+
+
+def _text(i: int) -> str:
+    return "Interruptible" + "z" * 48 + f"{i}."
+
+
+def run(subjects: List[Subject], quick: bool) -> List[Figure]:
+    trials = 8 if quick else 25
+    returns = Figure("interrupt_return", "interrupt() returns", "ms", 1e3, "<=", 5.0)
+    bound = Figure("after_interrupt_bound", "audio after interrupt: taken after + latency", "ms", 1e3, "<=", 30.0)
+    heard = Figure("after_interrupt_heard", "audio after interrupt, heard on the sink", "ms", 1e3, "<=", 30.0)
+    device_first = Figure("first_audio_device", "first audio heard on device (warm, server 0 ms)", "ms", 1e3)
+    figures = [returns, bound, heard, device_first]
+    why = sink_ready()
+    if why is not None:
+        for figure in figures:
+            for subject in subjects:
+                figure.results[subject.name] = Stat.missing(f"no recordable sink: {why}")
+        return figures
+    if REPO not in sys.path:
+        sys.path.insert(0, REPO)
+    from tests.sink import SinkRecorder
+
+    for subject in subjects:
+        with EmulatorProcess(realtime_factor=2.0, first_chunk_delay=0.0) as emu:
+            recorder = SinkRecorder(RATE).start()
+            try:
+                try:
+                    subject.open(emu.base_url, output="device", sample_rate=RATE)
+                except Unsupported as exc:
+                    for figure in figures:
+                        figure.results[subject.name] = Stat.missing(str(exc))
+                    continue
+                try:
+                    rows = _trials(subject, trials)
+                finally:
+                    subject.close()
+                recording = recorder.stop(tail=0.2)
+            finally:
+                recorder.close()
+        _analyse(rows, recording, recorder)
+        ok = [r for r in rows if r.get("heard_after") is not None]
+        name = subject.name
+        returns.results[name] = Stat.of([r["returns"] for r in rows])
+        bound.results[name] = Stat.of([r["bound"] for r in rows if r["bound"] is not None])
+        heard.results[name] = Stat.of([r["heard_after"] for r in ok])
+        device_first.results[name] = Stat.of([r["heard"] - r["t0"] for r in rows if r["heard"] is not None])
+        returns.details[name] = {"max (ms)": round(max(r["returns"] for r in rows) * 1e3, 3)}
+        bound.details[name] = {
+            "samples taken after interrupt() returned": sorted({r["taken_after"] for r in rows}),
+            "reported output latency (ms)": sorted({round(r["latency"] * 1e3, 2) for r in rows if r["latency"]}),
+        }
+        heard.details[name] = {
+            "trials located in the recording": f"{len(ok)}/{len(rows)}",
+            "trials with a glitch before the cut (left out)": sum(1 for r in rows if r.get("glitch")),
+            "heard after, per trial (ms)": [round(r["heard_after"] * 1e3, 1) for r in ok],
+            "same, placed by the recorder's clock (ms)": [round(r["heard_after_rec"] * 1e3, 1) for r in ok],
+            "taken but never heard (flushed), per trial (ms)": [round(r["flushed"] * 1e3, 1) for r in ok],
+            "first-sample delay d0 (ms)": [round(r["d0"] * 1e3, 1) for r in ok],
+        }
+    return figures
+
+
+def _trials(subject: Subject, trials: int) -> List[Dict[str, Any]]:
+    rng = random.Random(3)
+    rows: List[Dict[str, Any]] = []
+    latency: Optional[float]
+    try:
+        latency = subject.output_latency()
+    except Unsupported:
+        latency = None
+    started = time.monotonic()
+    for i in range(trials):
+        text = _text(i)
+        t0 = time.monotonic()
+        handle = subject.say(text)
+        first = wait_first_audio(handle)
+        if first is None:
+            raise RuntimeError("the device took no audio")
+        time.sleep(rng.uniform(0.3, 0.8))
+        a = time.perf_counter()
+        subject.interrupt()
+        b = time.perf_counter()
+        returned = time.monotonic()
+        try:
+            taken_at_return: Optional[int] = handle.taken
+        except Unsupported:
+            taken_at_return = None
+        handle.wait(2)
+        time.sleep(0.3)  # the reconnect, the device flush and the recording catch up
+        taken_after = None if taken_at_return is None else handle.taken - taken_at_return
+        rows.append({
+            "text": text, "t0": t0, "first": first, "heard": handle.heard_at, "returned": returned,
+            "returns": b - a, "taken_at_return": taken_at_return, "taken_after": taken_after,
+            "latency": latency,
+            "bound": None if taken_after is None or latency is None else taken_after / RATE + latency,
+        })
+    log(f"    {subject.name}: {trials} interrupt trials in {time.monotonic() - started:.1f} s")
+    return rows
+
+
+def _analyse(rows: List[Dict[str, Any]], recording: "np.ndarray[Any, Any]", recorder: Any) -> None:
+    """Locate each trial in the recording; fill ``heard_after`` (None if not found)."""
+    from smallest_sync.emulator import synthesize
+    from tests.sink import find_segment
+
+    for row in rows:
+        row["heard_after"] = None
+        pcm, _ = synthesize(row["text"], sample_rate=RATE)
+        nonzero = int(np.flatnonzero(pcm)[0])
+        probe = pcm[nonzero:nonzero + RATE // 10]
+        guess = recorder.index_at(row["first"])
+        lo = max(0, guess - RATE // 2)
+        hi = min(len(recording), guess + RATE)
+        found = find_segment(recording[lo:hi], probe)
+        if found is None or row["heard"] is None:
+            continue
+        s0 = lo + found - nonzero  # recording index of the track's sample 0
+        span = recording[s0:s0 + len(pcm)]
+        mismatch = np.flatnonzero(span != pcm[:len(span)])
+        played = int(mismatch[0]) if len(mismatch) else len(span)
+        if np.any(span[played:played + RATE // 5]):  # not silent after: a glitch, not the cut
+            row["glitch"] = True
+            continue
+        d0 = row["heard"] - row["first"]
+        position = (row["returned"] - row["first"] - d0) * RATE  # sample heard when interrupt() returned
+        row["d0"] = d0
+        row["heard_after"] = (played - position) / RATE
+        row["heard_after_rec"] = (s0 + played - recorder.index_at(row["returned"])) / RATE
+        taken = row["taken_at_return"]
+        row["flushed"] = (taken - played) / RATE if taken is not None else float("nan")

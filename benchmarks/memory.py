@@ -1,0 +1,116 @@
+"""Figure 5: memory after many utterances, and the player's bound under a flood.
+
+**RSS growth**: one Speaker, output discarded as fast as it comes (``NullOutput
+(realtime=False)``: a sink keeping nothing; ``MemoryOutput`` would grow by
+design), the emulator in its own process at full speed (``realtime_factor=0``,
+no first-chunk delay). Short utterances (``"M17."``: ~0.3 s of audio each) are
+spoken one after another; RSS (``/proc/self/status`` VmRSS, after
+``gc.collect()``) after the 10th is subtracted from RSS after the 1000th. One run
+is the sample (no p95). Details: RSS every 100 utterances, and Python's own view
+(``sys.getallocatedblocks()``, gc-tracked objects) to tell interpreter objects
+from allocator/arena noise.
+
+**Player queue under a flood**: ~160 s of audio (13 requests of 20 long words)
+sent as fast as the emulator can, into a real-time clock output
+(``NullOutput()``), so audio arrives ~1000× faster than it plays. The player's
+queued audio (``Player.buffered_seconds``) is sampled every 20 ms until it has
+not grown for 1 s; the maximum is the figure. The player bounds it at 120 s
+(a feed waits while the queue is over the bound, so one chunk, 0.15 s, may
+overshoot). RSS growth during the flood is in the details (120 s of 24 kHz int16
+is 5.5 MiB).
+"""
+from __future__ import annotations
+
+import gc
+import sys
+import time
+from typing import Any, Dict, List
+
+from .common import Figure, Stat, log, rss_bytes
+from .server import EmulatorProcess
+from .subjects import Subject, Unsupported
+
+_MIB = 1024 * 1024
+_FLOOD_WORD = "floodwords"  # 10 letters: 0.57 s of tone + 0.06 s gap
+
+
+def run(subjects: List[Subject], quick: bool) -> List[Figure]:
+    count = 1000
+    growth = Figure("rss_growth", f"RSS growth, 10 -> {count} utterances", "MB", 1 / 1e6, "<=", 2.0)
+    flood = Figure("flood_max_buffered", "player queue under a flood (max buffered)", "s", 1.0, "<=", 120.15)
+    flood_rss = Figure("flood_rss", "RSS growth during the flood", "MB", 1 / 1e6)
+    for subject in subjects:
+        try:
+            value, details = _growth(subject, count)
+            growth.results[subject.name] = Stat.single(value)
+            growth.details[subject.name] = details
+        except Unsupported as exc:
+            growth.results[subject.name] = Stat.missing(str(exc))
+        try:
+            buffered, rss, details = _flood(subject)
+            flood.results[subject.name] = Stat.single(buffered)
+            flood_rss.results[subject.name] = Stat.single(rss)
+            flood.details[subject.name] = details
+        except Unsupported as exc:
+            flood.results[subject.name] = Stat.missing(str(exc))
+            flood_rss.results[subject.name] = Stat.missing(str(exc))
+    return [growth, flood, flood_rss]
+
+
+def _measure() -> Dict[str, int]:
+    gc.collect()
+    return {"rss": rss_bytes(), "blocks": sys.getallocatedblocks(), "objects": len(gc.get_objects())}
+
+
+def _growth(subject: Subject, count: int) -> "tuple[float, Dict[str, Any]]":
+    with EmulatorProcess(realtime_factor=0.0, first_chunk_delay=0.0) as emu:
+        subject.open(emu.base_url, output="discard")
+        try:
+            started = time.monotonic()
+            marks: Dict[int, Dict[str, int]] = {}
+            for i in range(1, count + 1):
+                subject.speak(f"M{i}.")
+                if i == 10 or i % 100 == 0:
+                    marks[i] = _measure()
+                if i % 200 == 0:
+                    emu.dump()  # the emulator keeps every request's PCM: let it go
+            elapsed = time.monotonic() - started
+        finally:
+            subject.close()
+    first, last = marks[10], marks[count]
+    log(f"    {subject.name}: {count} utterances in {elapsed:.1f} s")
+    details = {
+        "RSS at 10 (MB)": round(first["rss"] / 1e6, 2),
+        "RSS every 100 (MB)": [round(m["rss"] / 1e6, 2) for i, m in sorted(marks.items()) if i % 100 == 0],
+        "Python allocated blocks, 10 -> last": f"{first['blocks']} -> {last['blocks']}",
+        "gc-tracked objects, 10 -> last": f"{first['objects']} -> {last['objects']}",
+        "utterances per second": round(count / elapsed, 1),
+    }
+    return float(last["rss"] - first["rss"]), details
+
+
+def _flood(subject: Subject) -> "tuple[float, float, Dict[str, Any]]":
+    sentence = " ".join([_FLOOD_WORD] * 20) + "."
+    text = " ".join([sentence] * 13)
+    with EmulatorProcess(realtime_factor=0.0, first_chunk_delay=0.0) as emu:
+        subject.open(emu.base_url, output="clock")
+        try:
+            subject.buffered_seconds()  # Unsupported before any work if it cannot tell
+            before = _measure()["rss"]
+            handle = subject.say(text)
+            started = time.monotonic()
+            peak, peak_at, peak_rss = 0.0, started, before
+            while time.monotonic() - peak_at < 1.0 and time.monotonic() - started < 10.0:
+                time.sleep(0.02)
+                buffered = subject.buffered_seconds()
+                if buffered > peak + 0.001:
+                    peak, peak_at = buffered, time.monotonic()
+                peak_rss = max(peak_rss, rss_bytes())
+            subject.interrupt()
+            handle.wait(5)
+        finally:
+            subject.close()
+    log(f"    {subject.name}: flood peaked at {peak:.2f} s buffered after {peak_at - started:.2f} s")
+    details = {"seconds to reach the peak": round(peak_at - started, 2),
+               "RSS before (MB)": round(before / 1e6, 2), "RSS at peak (MB)": round(peak_rss / 1e6, 2)}
+    return peak, float(peak_rss - before), details
