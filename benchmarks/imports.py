@@ -42,8 +42,7 @@ def _env(cached: bool = True) -> Dict[str, str]:
     if cached:
         env["PYTHONPYCACHEPREFIX"] = f"/tmp/smallest-sync-bench-pycache-{os.getuid()}"
     else:
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
-        env["PYTHONPYCACHEPREFIX"] = f"/tmp/smallest-sync-bench-nocache-{os.getuid()}"  # empty: forces compiling
+        env["PYTHONDONTWRITEBYTECODE"] = "1"  # installed packages keep their .pyc; a source tree has none
     return env
 
 

@@ -7,7 +7,7 @@ import socket
 import socketserver
 import threading
 import time
-from typing import Any, Callable, Iterator, List
+from typing import Any, Callable, Iterator, List, Tuple
 
 import numpy as np
 import pytest
@@ -185,3 +185,48 @@ def test_wss_verifies_the_server_certificate(tmp_path: "os.PathLike[str]") -> No
         thread.join(10)
         listener.close()
     assert not any(API_KEY.encode() in data for data in received)
+
+
+def test_sink_outputs_get_nothing_of_an_interrupted_utterance_after_interrupt(
+        emulator: Emulator, make_speaker: Callable[..., Speaker]) -> None:
+    emulator.config.realtime_factor = 1.0  # still arriving, and being written, when interrupted
+    writes: List[Tuple[float, int]] = []
+    started = threading.Event()
+
+    def sink(pcm: np.ndarray) -> None:
+        writes.append((time.monotonic(), len(pcm)))
+        started.set()
+
+    speaker = make_speaker(output=sink)
+    handle = speaker.say(" ".join(["written"] * 20))
+    assert started.wait(5)
+    speaker.interrupt()
+    returned = time.monotonic()
+    assert handle.wait(2) and handle.interrupted
+    assert not [n for when, n in writes if when > returned]
+
+
+def test_context_mode_waits_for_a_slow_server_to_start_each_fragment(
+        emulator: Emulator, make_speaker: Callable[..., Speaker]) -> None:
+    emulator.config.first_chunk_delay = 0.8  # slower to start than the 0.5 s settle
+    output = MemoryOutput()
+    speaker = make_speaker(output=output, stream_mode="context")
+    utterance = speaker.speak_stream(iter(["First part here. ", "Second part here. ", "Third part here."]))
+    assert utterance.done and not utterance.interrupted
+    assert np.array_equal(output.samples(), np.concatenate([s.pcm for s in emulator.served]))
+    assert " ".join(s.text for s in emulator.served).split() == "First part here. Second part here. Third part here.".split()
+
+
+def test_context_mode_keeps_the_socket_alive_through_a_long_pause_in_the_text(
+        emulator: Emulator, make_speaker: Callable[..., Speaker]) -> None:
+    emulator.config.idle_timeout = 0.5
+
+    def thinking_model() -> Iterator[str]:
+        yield "Let me think. "
+        assert emulator.wait_for(lambda emu: sum(1 for r in emu.received if (r.message or {}).get("type") == "ping") >= 4, 10)
+        yield "Here is the answer."
+
+    speaker = make_speaker(output=MemoryOutput(), stream_mode="context", keepalive_interval=0.15)
+    utterance = speaker.speak_stream(thinking_model())
+    assert utterance.done and not utterance.interrupted
+    assert emulator.connections_opened == 1
