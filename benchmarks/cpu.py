@@ -11,8 +11,14 @@ process, PortAudio's and libpulse's included) spent from the end of the previous
 (``Utterance.duration``). The gap between utterances (first audio of the next) is
 in the numerator, not the denominator, so the figure slightly over-states.
 Reported as a percentage of one core. The details give the CPU per thread over
-the whole phase (``/proc/self/task``, 10 ms ticks) and the idle cost of an open
-Speaker with nothing to say.
+the whole phase (``/proc/self/task``, 10 ms ticks; ``native:python`` is
+PortAudio's callback thread, ``native:threaded-ml`` libpulse's) and the idle cost
+of an open Speaker with nothing to say.
+
+**The floor**: a bare PyAudio callback stream in a fresh process, same rate and
+block (20 ms, what ``DeviceOutput`` uses), callback returning a constant buffer:
+what any Python client playing through PyAudio this way pays before doing
+anything. Shown for information next to the figure, measured in the same run.
 
 **Decode throughput**: ``parse_frame`` + ``PcmDecoder.decode`` on frames shaped
 exactly as the service sends them (``{"status":"chunk","request_id",...,"data":
@@ -25,21 +31,23 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 import time
 from typing import Any, Dict, List
 
 import numpy as np
 
-from .common import Figure, Stat, diff_cpu, log, sink_ready, thread_cpu
+from .common import REPO, Figure, Stat, diff_cpu, log, sink_ready, thread_cpu
 from .server import EmulatorProcess
 from .subjects import Subject, Unsupported
 
-SENTENCE = "Measuring processor time per second of played audio, sentence number {}, rate {}."
+SENTENCE = "Processor time per second of audio, sentence {}, rate {}."
 
 
 def run(subjects: List[Subject], quick: bool) -> List[Figure]:
     figures: List[Figure] = []
-    utterances = 2 if quick else 5
+    utterances = 2 if quick else 5  # ~3.7 s of audio each
     why = sink_ready()
     for rate, target in ((24000, 1.0), (44100, None)):
         figure = Figure(f"cpu_per_audio_second_{rate}", f"CPU per second of audio, {rate / 1000:g} kHz device",
@@ -56,8 +64,41 @@ def run(subjects: List[Subject], quick: bool) -> List[Figure]:
                 continue
             figure.results[subject.name] = Stat.of(samples)
             figure.details[subject.name] = details
+    floor = Figure("cpu_bare_pyaudio_24000", "  floor: bare PyAudio stream, 20 ms blocks, 24 kHz", "% core", 100.0)
+    if why is None and subjects:
+        floor.results[subjects[0].name] = Stat.of(_bare_stream(24000, 480, 3.0 if quick else 4.0, 2 if quick else 3))
+    figures.insert(1, floor)
     figures.extend(_decode_figures(subjects, quick))
     return figures
+
+
+_BARE = """
+import sys, time, pyaudio
+rate, frames, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+data = bytes(range(256)) * (2 * frames // 256 + 1)
+data = data[:2 * frames]
+pa = pyaudio.PyAudio()
+stream = pa.open(format=pyaudio.paInt16, channels=1, rate=rate, output=True, frames_per_buffer=frames,
+                 stream_callback=lambda i, n, t, s: (data, pyaudio.paContinue))
+time.sleep(0.5)
+c, w = time.process_time(), time.monotonic()
+time.sleep(seconds)
+print((time.process_time() - c) / (time.monotonic() - w))
+stream.stop_stream(); stream.close(); pa.terminate()
+"""
+
+
+def _bare_stream(rate: int, frames: int, seconds: float, runs: int) -> List[float]:
+    """CPU fraction of a bare PyAudio callback stream, one fresh process per run."""
+    out = []
+    for _ in range(runs):
+        result = subprocess.run([sys.executable, "-c", _BARE, str(rate), str(frames), str(seconds)], cwd=REPO,
+                                capture_output=True, text=True, timeout=60)
+        try:
+            out.append(float(result.stdout.strip().splitlines()[-1]))
+        except (ValueError, IndexError):
+            pass
+    return out
 
 
 def _cpu_per_second(subject: Subject, rate: int, utterances: int, idle: bool) -> "tuple[List[float], Dict[str, Any]]":
