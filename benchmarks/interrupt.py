@@ -54,7 +54,7 @@ def _text(i: int) -> str:
 
 
 def run(subjects: List[Subject], quick: bool) -> List[Figure]:
-    trials = 8 if quick else 25
+    trials = 6 if quick else 25
     returns = Figure("interrupt_return", "interrupt() returns", "ms", 1e3, "<=", 5.0)
     bound = Figure("after_interrupt_bound", "audio after interrupt: taken after + latency", "ms", 1e3, "<=", 30.0)
     heard = Figure("after_interrupt_heard", "audio after interrupt, heard on the sink", "ms", 1e3, "<=", 30.0)

@@ -6,7 +6,8 @@ design), the emulator in its own process at full speed (``realtime_factor=0``,
 no first-chunk delay). Short utterances (``"M17."``: ~0.3 s of audio each) are
 spoken one after another; RSS (``/proc/self/status`` VmRSS, after
 ``gc.collect()``) after the 10th is subtracted from RSS after the 1000th. One run
-is the sample (no p95). Details: RSS every 100 utterances, and Python's own view
+is the sample (no p95). The full run carries on to 3000 (details) to show whether
+growth levels off or keeps going. Details: RSS every 100 utterances, and Python's own view
 (``sys.getallocatedblocks()``, gc-tracked objects) to tell interpreter objects
 from allocator/arena noise.
 
@@ -36,12 +37,13 @@ _FLOOD_WORD = "floodwords"  # 10 letters: 0.57 s of tone + 0.06 s gap
 
 def run(subjects: List[Subject], quick: bool) -> List[Figure]:
     count = 1000
+    extra = 0 if quick else 2000  # full run: carry on to 3000, to show whether growth levels off
     growth = Figure("rss_growth", f"RSS growth, 10 -> {count} utterances", "MB", 1 / 1e6, "<=", 2.0)
     flood = Figure("flood_max_buffered", "player queue under a flood (max buffered)", "s", 1.0, "<=", 120.15)
     flood_rss = Figure("flood_rss", "RSS growth during the flood", "MB", 1 / 1e6)
     for subject in subjects:
         try:
-            value, details = _growth(subject, count)
+            value, details = _growth(subject, count, extra)
             growth.results[subject.name] = Stat.single(value)
             growth.details[subject.name] = details
         except Unsupported as exc:
@@ -62,30 +64,36 @@ def _measure() -> Dict[str, int]:
     return {"rss": rss_bytes(), "blocks": sys.getallocatedblocks(), "objects": len(gc.get_objects())}
 
 
-def _growth(subject: Subject, count: int) -> "tuple[float, Dict[str, Any]]":
+def _growth(subject: Subject, count: int, extra: int) -> "tuple[float, Dict[str, Any]]":
     with EmulatorProcess(realtime_factor=0.0, first_chunk_delay=0.0) as emu:
         subject.open(emu.base_url, output="discard")
         try:
             started = time.monotonic()
             marks: Dict[int, Dict[str, int]] = {}
-            for i in range(1, count + 1):
+            for i in range(1, count + extra + 1):
                 subject.speak(f"M{i}.")
+                if i == count:
+                    elapsed = time.monotonic() - started
                 if i == 10 or i % 100 == 0:
                     marks[i] = _measure()
                 if i % 200 == 0:
                     emu.dump()  # the emulator keeps every request's PCM: let it go
-            elapsed = time.monotonic() - started
         finally:
             subject.close()
     first, last = marks[10], marks[count]
     log(f"    {subject.name}: {count} utterances in {elapsed:.1f} s")
     details = {
         "RSS at 10 (MB)": round(first["rss"] / 1e6, 2),
-        "RSS every 100 (MB)": [round(m["rss"] / 1e6, 2) for i, m in sorted(marks.items()) if i % 100 == 0],
+        "RSS every 100 (MB)": [round(m["rss"] / 1e6, 2) for i, m in sorted(marks.items())
+                               if i % 100 == 0 and (i <= count or i % 500 == 0)],
         "Python allocated blocks, 10 -> last": f"{first['blocks']} -> {last['blocks']}",
         "gc-tracked objects, 10 -> last": f"{first['objects']} -> {last['objects']}",
         "utterances per second": round(count / elapsed, 1),
     }
+    if extra:
+        end = marks[count + extra]
+        details[f"RSS growth {count} -> {count + extra} (MB)"] = round((end["rss"] - last["rss"]) / 1e6, 2)
+        details[f"gc-tracked objects at {count + extra}"] = end["objects"]
     return float(last["rss"] - first["rss"]), details
 
 

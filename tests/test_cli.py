@@ -100,3 +100,11 @@ def test_readme_say_command_writes_a_wav_without_a_sound_card(tmp_path: Path) ->
     assert result.returncode == 0, result.stderr
     assert "say.wav" in result.stderr
     assert np.abs(read_wav(tmp_path / "say.wav")).max() > 1000
+
+
+def test_hello_sample_speaks_offline(sink_recorder: SinkRecorder) -> None:
+    result = run(["--emulator"], command=[sys.executable, str(REPO / "samples" / "hello.py")])
+    recording = sink_recorder.stop(tail=0.2)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("spoke ")
+    assert active_regions(recording, 24000)

@@ -1,0 +1,26 @@
+"""The plain script: say hello, hear it, done.
+
+Run:  .venv/bin/python samples/hello.py             (real service: export SMALLEST_API_KEY=sk_...)
+      .venv/bin/python samples/hello.py --emulator  (offline, with the bundled emulator)
+"""
+import contextlib
+import sys
+
+from smallest_sync import Speaker
+
+
+def main() -> None:
+    with contextlib.ExitStack() as stack:
+        options = {}
+        if "--emulator" in sys.argv:
+            from smallest_sync.emulator import Emulator, EmulatorConfig
+
+            emulator = stack.enter_context(Emulator(EmulatorConfig(engine="auto")))
+            options = {"api_key": "sk_emulator", "base_url": emulator.base_url}
+        with Speaker(**options) as speaker:
+            utterance = speaker.speak("Hello! This is smallest sync speaking.")
+            print(f"spoke {utterance.duration:.1f} s; first audio after {utterance.time_to_first_audio * 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
