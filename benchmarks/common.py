@@ -9,8 +9,9 @@ Statistics: ``median`` and ``p95`` (linear interpolation, numpy's default). For 
 figure where *higher* is better (throughput), the tail column is the 5th percentile
 instead, so it is always the bad tail ("95 % of runs were at least this good"),
 and the JSON says which (``tail``). Ratio figures (after-interrupt first audio,
-import time) are computed from two distributions measured interleaved in the same
-run: the median column is median(A) / median(B), the tail column p95(A) / p95(B).
+import time) come from pairs measured back to back in the same run (A, then B,
+then the next pair): each pair gives one ratio A/B, and the columns are the
+median and p95 of those ratios.
 """
 from __future__ import annotations
 
@@ -48,12 +49,9 @@ class Stat:
                    float(np.percentile(values, 5 if higher_is_better else 95)), len(values))
 
     @classmethod
-    def ratio(cls, numerator: Sequence[float], denominator: Sequence[float]) -> "Stat":
-        a, b = cls.of(numerator), cls.of(denominator)
-        if a.median is None or b.median is None or not b.median or not b.tail:
-            return cls(None, None, 0, "no samples")
-        assert a.tail is not None
-        return cls(a.median / b.median, a.tail / b.tail, min(a.n, b.n))
+    def ratio(cls, pairs: Sequence["tuple[Optional[float], Optional[float]]"]) -> "Stat":
+        """From (A, B) pairs measured side by side: statistics of A/B."""
+        return cls.of([a / b for a, b in pairs if a is not None and b])
 
     @classmethod
     def single(cls, value: float) -> "Stat":
@@ -106,14 +104,6 @@ class Figure:
         return f"{value / self.target:.2f}x the target" if self.target else ""
 
 
-def median(values: Sequence[float]) -> float:
-    return float(np.median(list(values)))
-
-
-def p95(values: Sequence[float]) -> float:
-    return float(np.percentile(list(values), 95))
-
-
 # ----- machine ---------------------------------------------------------------------------
 def machine() -> Dict[str, Any]:
     """CPU model, cores, Python, OS, date, and the commit measured."""
@@ -146,6 +136,8 @@ def machine() -> Dict[str, Any]:
         "os": platform.platform(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "smallest_sync": f"{version} ({commit})",
+        # Others' work on a 2-core machine disturbs every figure: say how busy it was.
+        "load": " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?",
     }
 
 
@@ -193,19 +185,11 @@ def diff_cpu(after: Dict[str, float], before: Dict[str, float]) -> Dict[str, flo
     return {k: round(v - before.get(k, 0.0), 3) for k, v in after.items() if v - before.get(k, 0.0) > 0}
 
 
-def wait_until(predicate: Any, timeout: float, poll: float = 0.0005) -> bool:
-    """Poll ``predicate`` until true (tight poll: for timing first audio on a device)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(poll)
-    return True
-
-
 def sink_ready() -> Optional[str]:
     """None if PortAudio's default device plays into the recordable null sink,
     else why not (with the command that fixes it)."""
+    if os.environ.get("SMALLEST_BENCH_NO_AUDIO"):
+        return "--no-audio"
     if REPO not in sys.path:
         sys.path.insert(0, REPO)
     try:
@@ -218,18 +202,6 @@ def sink_ready() -> Optional[str]:
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def texts(prefix: str) -> "Any":
-    """Unique short texts (the emulator records are matched by text)."""
-    serial = 0
-    while True:
-        serial += 1
-        yield f"{prefix} {serial}."
-
-
-def fmt_list(values: List[float], scale: float = 1e3, digits: int = 2) -> str:
-    return ", ".join(f"{v * scale:.{digits}f}" for v in values)
 
 
 def ensure_audio() -> "tuple[Optional[str], Any]":

@@ -48,7 +48,7 @@ SHORT_SENTENCE = "Processor time, sentence {}, rate {}."  # ~2.6 s (--quick)
 
 def run(subjects: List[Subject], quick: bool) -> List[Figure]:
     figures: List[Figure] = []
-    utterances = 3 if quick else 5
+    utterances = 2 if quick else 5
     why = sink_ready()
     for rate, target in ((24000, 1.0), (44100, None)):
         figure = Figure(f"cpu_per_audio_second_{rate}", f"CPU per second of audio, {rate / 1000:g} kHz device",
@@ -68,7 +68,7 @@ def run(subjects: List[Subject], quick: bool) -> List[Figure]:
             figure.details[subject.name] = details
     floor = Figure("cpu_bare_pyaudio_24000", "  floor: bare PyAudio stream, 20 ms blocks, 24 kHz", "% core", 100.0)
     if why is None and subjects:
-        floor.results[subjects[0].name] = Stat.of(_bare_stream(24000, 480, 3.0 if quick else 4.0, 1 if quick else 3))
+        floor.results[subjects[0].name] = Stat.of(_bare_stream(24000, 480, 2.5 if quick else 4.0, 1 if quick else 3))
     figures.insert(1, floor)
     figures.extend(_decode_figures(subjects, quick))
     return figures

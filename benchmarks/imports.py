@@ -4,8 +4,8 @@ Each sample is a fresh interpreter (``python -c``, the venv's python, repo root 
 working directory) that times, with ``time.perf_counter()`` around the import
 statement only, either ``import smallest_sync`` or ``import numpy, websocket``
 (what any client of this service in Python pays anyway). Interpreter start-up is
-not in the figure. The two kinds alternate, so drift affects both alike; the
-ratio is median / median (and p95 / p95).
+not in the figure. The two kinds alternate, so drift affects both alike; each
+back-to-back pair gives one ratio, reported as median and p95.
 
 Bytecode: every interpreter runs with ``PYTHONPYCACHEPREFIX`` pointing to a private
 cache under /tmp and ``PYTHONDONTWRITEBYTECODE`` unset, after one warm-up import
@@ -88,7 +88,7 @@ def run(subjects: List[Subject], quick: bool) -> List[Figure]:
         if subject.name not in samples:
             ratio.results[subject.name] = absolute.results[subject.name] = Stat.missing("no module to import")
             continue
-        ratio.results[subject.name] = Stat.ratio(samples[subject.name], baseline)
+        ratio.results[subject.name] = Stat.ratio(list(zip(samples[subject.name], baseline)))
         absolute.results[subject.name] = Stat.of(samples[subject.name])
         details: Dict[str, Any] = {
             f"import {BASELINE} (ms)": {"median": round(Stat.of(baseline).median * 1e3, 2),  # type: ignore[operator]

@@ -19,15 +19,24 @@ not grown for 1 s; the maximum is the figure. The player bounds it at 120 s
 (a feed waits while the queue is over the bound, so one chunk, 0.15 s, may
 overshoot). RSS growth during the flood is in the details (120 s of 24 kHz int16
 is 5.5 MiB).
+
+Both run in a fresh child process per subject (``python -m benchmarks.memory
+--subject NAME``, which prints JSON): RSS growth depends on what the heap went
+through before (in a process that has already run the other benchmarks, freed
+memory is reused and the same 1000 utterances show ~0 growth), so only a fresh
+interpreter gives a repeatable number.
 """
 from __future__ import annotations
 
+import argparse
 import gc
+import json
+import subprocess
 import sys
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
-from .common import Figure, Stat, log, rss_bytes
+from .common import REPO, Figure, Stat, log, rss_bytes
 from .server import EmulatorProcess
 from .subjects import Subject, Unsupported
 
@@ -42,20 +51,31 @@ def run(subjects: List[Subject], quick: bool) -> List[Figure]:
     flood = Figure("flood_max_buffered", "player queue under a flood (max buffered)", "s", 1.0, "<=", 120.15)
     flood_rss = Figure("flood_rss", "RSS growth during the flood", "MB", 1 / 1e6)
     for subject in subjects:
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.memory", "--subject", subject.name,
+                               "--count", str(count), "--extra", str(extra)],
+                              cwd=REPO, capture_output=True, text=True, timeout=300)
+        for line in proc.stderr.splitlines():
+            if line.startswith("    "):
+                log(line)
         try:
-            value, details = _growth(subject, count, extra)
-            growth.results[subject.name] = Stat.single(value)
-            growth.details[subject.name] = details
-        except Unsupported as exc:
-            growth.results[subject.name] = Stat.missing(str(exc))
-        try:
-            buffered, rss, details = _flood(subject)
-            flood.results[subject.name] = Stat.single(buffered)
-            flood_rss.results[subject.name] = Stat.single(rss)
-            flood.details[subject.name] = details
-        except Unsupported as exc:
-            flood.results[subject.name] = Stat.missing(str(exc))
-            flood_rss.results[subject.name] = Stat.missing(str(exc))
+            result = json.loads(proc.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            why = f"child failed: {proc.stderr.strip()[-300:]}"
+            for figure in (growth, flood, flood_rss):
+                figure.results[subject.name] = Stat.missing(why)
+            continue
+        if "growth" in result:
+            growth.results[subject.name] = Stat.single(result["growth"])
+            growth.details[subject.name] = result["growth_details"]
+        else:
+            growth.results[subject.name] = Stat.missing(result.get("growth_missing", "?"))
+        if "flood" in result:
+            flood.results[subject.name] = Stat.single(result["flood"])
+            flood_rss.results[subject.name] = Stat.single(result["flood_rss"])
+            flood.details[subject.name] = result["flood_details"]
+        else:
+            flood.results[subject.name] = flood_rss.results[subject.name] = Stat.missing(
+                result.get("flood_missing", "?"))
     return [growth, flood, flood_rss]
 
 
@@ -122,3 +142,34 @@ def _flood(subject: Subject) -> "tuple[float, float, Dict[str, Any]]":
     details = {"seconds to reach the peak": round(peak_at - started, 2),
                "RSS before (MB)": round(before / 1e6, 2), "RSS at peak (MB)": round(peak_rss / 1e6, 2)}
     return peak, float(peak_rss - before), details
+
+
+def _child(name: str, count: int, extra: int) -> Dict[str, Any]:
+    from .subjects import SUBJECTS
+
+    subject = next(cls() for cls in SUBJECTS if cls.name == name)
+    out: Dict[str, Any] = {}
+    try:
+        out["growth"], out["growth_details"] = _growth(subject, count, extra)
+    except Unsupported as exc:
+        out["growth_missing"] = str(exc)
+    subject = next(cls() for cls in SUBJECTS if cls.name == name)
+    try:
+        out["flood"], out["flood_rss"], out["flood_details"] = _flood(subject)
+    except Unsupported as exc:
+        out["flood_missing"] = str(exc)
+    return out
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.memory")
+    parser.add_argument("--subject", required=True)
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--extra", type=int, default=0)
+    args = parser.parse_args(argv)
+    print(json.dumps(_child(args.subject, args.count, args.extra)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -37,7 +37,7 @@ def _target(figure: Figure) -> str:
     if figure.target is None:
         return ""
     op = "≤" if figure.op == "<=" else "≥"
-    return f"{op} {_num(figure.target)} {figure.unit}"
+    return f"{op} {figure.target:g} {figure.unit}"
 
 
 def table(figures: Sequence[Figure], subjects: Sequence[str]) -> str:
@@ -67,7 +67,7 @@ def table(figures: Sequence[Figure], subjects: Sequence[str]) -> str:
 def machine_lines(machine: Dict[str, Any], mode: str, elapsed: float) -> str:
     return (f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['python']}, {machine['os']}\n"
             f"date: {machine['date']}   smallest_sync {machine['smallest_sync']}   "
-            f"run: {mode}, {elapsed:.0f} s")
+            f"run: {mode}, {elapsed:.0f} s   load average at the end: {machine.get('load', '?')}")
 
 
 def failures(figures: Sequence[Figure], subject: str = OURS) -> str:

@@ -39,8 +39,15 @@ class Unsupported(Exception):
 class Handle:
     """One utterance of a subject."""
 
-    first_audio_at: Optional[float] = None
-    heard_at: Optional[float] = None
+    @property
+    def first_audio_at(self) -> Optional[float]:
+        """``time.monotonic()`` when the first sample was handed to the output."""
+        return None
+
+    @property
+    def heard_at(self) -> Optional[float]:
+        """When the first sample was heard (handed over + the device's delay)."""
+        return None
 
     def wait(self, timeout: Optional[float] = None) -> bool:
         raise NotImplementedError
@@ -105,12 +112,12 @@ class _SmallestHandle(Handle):
     def wait(self, timeout: Optional[float] = None) -> bool:
         return bool(self.utterance.wait(timeout))
 
-    @property  # type: ignore[override]
+    @property
     def first_audio_at(self) -> Optional[float]:
         value: Optional[float] = self.utterance.track.first_taken_at
         return value
 
-    @property  # type: ignore[override]
+    @property
     def heard_at(self) -> Optional[float]:
         value: Optional[float] = self.utterance.heard_at
         return value
