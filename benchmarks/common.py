@@ -22,8 +22,7 @@ import platform
 import subprocess
 import sys
 import threading
-import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
