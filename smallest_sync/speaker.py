@@ -134,6 +134,9 @@ class Speaker:
         complete_backoff_ms: sent with each request: how long the server waits
             after the last audio before saying ``complete``. 0 lets ``speak()``
             return as soon as the audio has played.
+        standby: keep a second socket open and kept alive, so that after an
+            ``interrupt()`` (which drops the socket still carrying stale audio) the
+            next request goes out at once instead of waiting for a new connection.
         stream_mode: how ``speak_stream``/``say_stream`` travel. ``"requests"``
             (default): each sentence is a request of its own, one at a time —
             works with every server. ``"context"``: sentences are fragments of one
@@ -174,6 +177,7 @@ class Speaker:
         timeout: float = 10.0,
         complete_backoff_ms: int = 0,
         stream_mode: str = "requests",
+        standby: bool = True,
         allow_insecure: bool = False,
         on_word: Optional[Callable[[WordEvent], object]] = None,
         on_start: Optional[Callable[[StartEvent], object]] = None,
@@ -232,6 +236,8 @@ class Speaker:
         self._inflight: Optional[_Request] = None
         self._conn: Optional[Connection] = None
         self._retired: List[Connection] = []  # aborted sockets whose readers the sender joins
+        self._standby = standby
+        self._standby_conn: Optional[Connection] = None  # open, idle, swapped in on interrupt()
         # A refused key or an unverifiable certificate: final for this Speaker, so no
         # retry storm and no second attempt to hand the key to that server.
         self._fatal_error: Optional[SmallestError] = None
@@ -456,6 +462,7 @@ class Speaker:
             victims = list(self._queue) + self._playing
             self._drop(victims)
             conn, self._conn = self._conn, None
+            standby, self._standby_conn = self._standby_conn, None
             retired, self._retired = self._retired, []
             if self._connecting is not None:
                 self._connecting.abort()  # a handshake in progress ends now
@@ -469,8 +476,9 @@ class Speaker:
                     logger.error("%s did not stop within %.1f s", thread.name, _JOIN_TIMEOUT)
         for old in retired:
             old.close()
-        if conn is not None:
-            conn.close()
+        for live in (conn, standby):
+            if live is not None:
+                live.close()
         self._player.close()
         self._events.close()
 
@@ -498,6 +506,9 @@ class Speaker:
             # arrive, and have a fresh one ready for what comes next.
             request.cancelled = True
             self._retire(request.conn)
+            standby = self._standby_conn
+            if self._conn is None and standby is not None and standby.alive:
+                self._conn, self._standby_conn = standby, None  # ready now; a new standby follows
             self._want_connection = True
         self._lock.notify_all()
 
@@ -581,8 +592,11 @@ class Speaker:
                     self._lock.wait(_BACKOFF_MAX)
                 if self._closing:
                     return
-                utterance = self._queue[0] if self._queue else None
-                self._want_connection = False
+                if self._head_ready():
+                    utterance: Optional[Utterance] = self._queue[0]
+                else:  # nothing to say yet: the time to open sockets ahead of need
+                    utterance = None
+                    self._want_connection = False
                 retired, self._retired = self._retired, []
             try:
                 for old in retired:
@@ -606,9 +620,12 @@ class Speaker:
         return bool(self._parts.get(head.serial)) or not head._open
 
     def _warm_up(self) -> None:
-        """Open a socket ahead of need; failures are only logged (the next request retries)."""
+        """Open a socket (and the standby) ahead of need; failures are only logged (the
+        next request retries)."""
         try:
             self._connection()
+            if self._standby:
+                self._open_standby()
         except (AuthenticationError, CertificateError) as exc:  # final: tell on_error now
             self._publish(self._on_error, ErrorEvent(exc))
         except SmallestError as exc:
@@ -848,6 +865,31 @@ class Speaker:
             logger.info("connection lost before audio (%s); sending again", _describe(closed))
         return SmallestConnectionError("the connection kept dropping before any audio arrived")
 
+    def _open_standby(self) -> None:
+        """Sender thread: make sure an idle second socket is open."""
+        with self._lock:
+            old = self._standby_conn
+            if old is not None and old.alive or self._closing:
+                return
+            self._standby_conn = None
+            conn = Connection(self._url, self._api_key, handler=self._on_frame, timeout=self.timeout)
+            self._connecting = conn
+        if old is not None:
+            old.close()
+        try:
+            conn.open()
+        except SmallestError as exc:
+            logger.info("could not open a standby connection: %s", exc)
+            return
+        finally:
+            with self._lock:
+                self._connecting = None
+        with self._lock:
+            if not self._closing:
+                self._standby_conn = conn
+                return
+        conn.close()
+
     def _next_backoff(self) -> float:
         """The next reconnect delay, with jitter; doubles up to a bound until a connect succeeds."""
         delay = self._backoff
@@ -863,8 +905,14 @@ class Speaker:
             self._conn = None
             if self._fatal_error is not None:
                 raise _again(self._fatal_error)
+            promoted = self._standby_conn if self._standby_conn is not None and self._standby_conn.alive else None
+            if promoted is not None:
+                self._conn, self._standby_conn = promoted, None
+                self._want_connection = True  # and a new standby
         if conn is not None:
             conn.close()
+        if promoted is not None:
+            return promoted
         error: Optional[SmallestError] = None
         for attempt in range(_CONNECT_ATTEMPTS):
             if attempt and self._stop.wait(self._next_backoff()):
@@ -1023,7 +1071,6 @@ class Speaker:
         wait = interval
         while not self._stop.wait(wait):
             with self._lock:
-                conn = self._conn
                 request = self._inflight
                 # A context turn waiting for more text may sit idle for long: keep it
                 # alive, with a ping (a whitespace request could end up in the turn).
@@ -1031,23 +1078,27 @@ class Speaker:
                 busy = request is not None and not waiting
                 style = "ping" if waiting else self._keepalive_style
                 settings = self._settings
-            if conn is None or not conn.alive:
-                wait = interval
-                continue
-            quiet_for = time.monotonic() - conn.last_send
-            if busy or quiet_for < interval:
-                wait = max(interval - quiet_for, 0.01) if not busy else interval
-                continue
-            try:
-                ka_id = f"{self._session}-ka{next(self._keepalive_serials)}"
-                if style == "text":
-                    with self._lock:
-                        conn.keepalives_unanswered += 1  # some servers answer it with a complete
-                conn.send(build_keepalive(settings, style, request_id=ka_id))
-                logger.debug("keepalive sent on connection #%d", conn.id)
-            except SmallestConnectionError as exc:
-                logger.info("keepalive failed: %s", exc)
+                sockets = [(self._conn, busy), (self._standby_conn, False)]
             wait = interval
+            for conn, conn_busy in sockets:
+                if conn is None or not conn.alive or conn_busy:
+                    continue
+                quiet_for = time.monotonic() - conn.last_send
+                if quiet_for < interval:
+                    wait = min(wait, max(interval - quiet_for, 0.01))
+                    continue
+                self._send_keepalive(conn, settings, style)
+
+    def _send_keepalive(self, conn: Connection, settings: Settings, style: str) -> None:
+        try:
+            ka_id = f"{self._session}-ka{next(self._keepalive_serials)}"
+            if style == "text":
+                with self._lock:
+                    conn.keepalives_unanswered += 1  # some servers answer it with a complete
+            conn.send(build_keepalive(settings, style, request_id=ka_id))
+            logger.debug("keepalive sent on connection #%d", conn.id)
+        except SmallestConnectionError as exc:
+            logger.info("keepalive failed: %s", exc)
 
 
 def _again(error: SmallestError) -> SmallestError:

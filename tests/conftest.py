@@ -47,6 +47,8 @@ def make_speaker(emulator: Emulator) -> Iterator[Callable[..., Speaker]]:
     def make(**options: Any) -> Speaker:
         options.setdefault("base_url", emulator.base_url)
         options.setdefault("timeout", 5.0)
+        # One socket, so tests can count connections; test_standby.py covers the second.
+        options.setdefault("standby", False)
         speaker = Speaker(options.pop("api_key", API_KEY), **options)
         speakers.append(speaker)
         return speaker

@@ -1,0 +1,46 @@
+"""The standby socket: after interrupt() the next request needs no new connection."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from smallest_sync import MemoryOutput, Speaker
+from smallest_sync.emulator import Emulator
+
+from .conftest import RecordingOutput
+
+
+def test_after_an_interrupt_the_next_request_uses_the_standby_socket(
+        emulator: Emulator, make_speaker: Callable[..., Speaker]) -> None:
+    emulator.config.realtime_factor = 2.0  # still streaming when interrupted
+    output = RecordingOutput()
+    speaker = make_speaker(output=output, standby=True)
+    assert emulator.wait_for(lambda emu: emu.connections_active == 2, 5), "a primary and a standby"
+    standby_id = emulator.handshakes[1].connection_id
+    handle = speaker.say(" ".join(["interrupted"] * 30))
+    assert output.wait_sounding(5, timeout=5)
+    speaker.interrupt()
+    assert handle.wait(2) and handle.interrupted
+    speaker.speak("Straight away.")
+    [request] = [r for r in emulator.received if (r.message or {}).get("text") == "Straight away."]
+    assert request.connection_id == standby_id
+    # ...and a new standby is opened for the next interrupt.
+    assert emulator.wait_for(lambda emu: emu.connections_active == 2 and emu.connections_opened == 3, 5)
+
+
+def test_keepalives_keep_both_sockets_open(emulator: Emulator, make_speaker: Callable[..., Speaker]) -> None:
+    emulator.config.idle_timeout = 0.5
+    output = MemoryOutput()
+    speaker = make_speaker(output=output, standby=True, keepalive_interval=0.15)
+    speaker.speak("Stay, both of you.")
+
+    def pinged(emu: Emulator, cid: int) -> int:
+        return sum(1 for r in emu.received if r.connection_id == cid and (r.message or {}).get("text") == " ")
+
+    assert emulator.wait_for(lambda emu: len(emu.handshakes) >= 2, 5)
+    first, second = (h.connection_id for h in emulator.handshakes[:2])
+    assert emulator.wait_for(lambda emu: pinged(emu, first) >= 8 and pinged(emu, second) >= 8, 10)
+    assert emulator.connections_opened == 2 and emulator.connections_active == 2
+    assert speaker.speak("Still both here.").done
+    assert np.array_equal(output.samples(), np.concatenate([s.pcm for s in emulator.served]))
