@@ -107,6 +107,7 @@ class Connection:
         self.last_send = 0.0  # monotonic time of the last message sent
         self.keepalives_unanswered = 0  # text keepalives a server might still answer (Speaker lock)
         self._message_bytes = 0  # of the message being read (reader thread)
+        self._raw_sock: Optional[socket.socket] = None  # while connecting, for abort()
         self.opened_at = 0.0
 
     def __repr__(self) -> str:
@@ -140,7 +141,10 @@ class Connection:
         )
         self._ws = ws
         try:
-            ws.connect(self.url, header=self._headers(), timeout=self._timeout, redirect_limit=0)  # type: ignore[no-untyped-call]
+            # Our own socket, made where abort() can reach it from the first moment.
+            own = None if _proxy_configured() else self._open_socket()
+            ws.connect(self.url, header=self._headers(), timeout=self._timeout,  # type: ignore[no-untyped-call]
+                       redirect_limit=0, socket=own)
         except websocket.WebSocketBadStatusException as exc:
             ws.shutdown()  # type: ignore[no-untyped-call]
             status = exc.status_code
@@ -179,6 +183,44 @@ class Connection:
         )
         self._reader.start()
         logger.debug("connection #%d open to %s", self.id, self.url)
+
+    def _open_socket(self) -> socket.socket:
+        """TCP (and, for wss, verified TLS) to the server, abortable throughout.
+
+        websocket-client makes its socket inside ``connect()``, out of abort()'s reach
+        until the upgrade is under way; a close() then had to wait out the timeout.
+        """
+        parts = urlsplit(self.url)
+        secure = parts.scheme == "wss"
+        host = parts.hostname or ""
+        error: Optional[OSError] = None
+        for family, kind, proto, _, address in socket.getaddrinfo(host, parts.port or (443 if secure else 80),
+                                                                   type=socket.SOCK_STREAM):
+            sock = socket.socket(family, kind, proto)
+            self._raw_sock = sock
+            if self._aborted.is_set():
+                sock.close()
+                break
+            sock.settimeout(self._timeout)
+            try:
+                sock.connect(address)
+            except OSError as exc:
+                sock.close()
+                error = exc
+                continue
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small frames, sent now
+            if not secure:
+                return sock
+            try:
+                wrapped = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+            except BaseException:
+                sock.close()
+                raise
+            self._raw_sock = wrapped
+            return wrapped
+        if self._aborted.is_set():
+            raise OSError("connecting was abandoned")
+        raise error if error is not None else OSError(f"no address for {host}")
 
     def _bound_message_size(self, ws: websocket.WebSocket) -> None:
         """Count the bytes of the message being read, through the frame reader's
@@ -220,7 +262,7 @@ class Connection:
         still connecting. Frames still in flight are never handed over."""
         self._aborted.set()
         ws = self._ws
-        sock = ws.sock if ws is not None else None
+        sock = ws.sock if ws is not None and ws.sock is not None else self._raw_sock
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)  # wakes a recv() or a handshake in progress
@@ -286,6 +328,14 @@ class Connection:
             self._handler(self, event)
         except Exception:  # a handler bug must not kill the reader
             logger.exception("handling %s failed", type(event).__name__)
+
+
+def _proxy_configured() -> bool:
+    """A proxy in the environment: then websocket-client connects (it knows proxies)."""
+    import os
+
+    return any(os.environ.get(name) for name in ("http_proxy", "https_proxy", "all_proxy",
+                                                 "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"))
 
 
 def _close_event(data: Any) -> ConnectionClosed:

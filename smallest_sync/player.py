@@ -29,6 +29,7 @@ import numpy as np
 
 from ._types import Pcm
 from .audio import AudioOutput
+from .errors import AudioDeviceError
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,8 @@ class Player:
         on_failure: called on the player thread with an output error.
         max_buffered: samples the queue may hold before :meth:`feed` waits for the
             output to catch up (bounds memory when a server sends far ahead).
+        stall_timeout: a device that takes no sample for this long while audio
+            waits is lost: it is marked broken and ``on_failure`` gets AudioDeviceError.
     """
 
     def __init__(
@@ -103,8 +106,10 @@ class Player:
         listener: Listener,
         on_failure: Callable[[BaseException], None],
         max_buffered: Optional[int] = None,
+        stall_timeout: Optional[float] = None,
     ) -> None:
         self._output = output
+        self._stall_timeout = stall_timeout
         self._rate = sample_rate
         self._listener = listener
         self._on_failure = on_failure
@@ -383,9 +388,17 @@ class Player:
                         item[2].heard_out = True
                     due.append(item)
                 flush, start, suspend = self._stream_work(now)
-                if not (write or due or flush or start or suspend or clock_due):
+                stalled = self._stalled(now)
+                if stalled:
+                    self._broken = True
+                    self._running = False
+                if not (write or due or flush or start or suspend or clock_due or stalled):
                     self._cond.wait(self._wait_time(now))
                     continue
+            if stalled:
+                logger.error("the audio device took nothing for %.1f s: treating it as lost", self._stall_timeout)
+                self._on_failure(AudioDeviceError(
+                    f"the audio device took no samples for {self._stall_timeout:.1f} s; it is treated as lost"))
             try:
                 if flush or start or suspend:
                     self._tend_stream(flush, start, suspend)
@@ -402,6 +415,13 @@ class Player:
                         self._listener(track, cue.kind, cue.payload, when)
                     except Exception:  # a bug in the listener is not the device's fault
                         logger.exception("player listener failed on %s cue", cue.kind)
+
+    def _stalled(self, now: float) -> bool:
+        """Lock held: a running device has taken nothing for the stall timeout while
+        audio waits (the sound server died, the card was unplugged)."""
+        return (self._stall_timeout is not None and self._output.kind == "device" and self._running
+                and not self._broken and not self._paused and bool(self._items)
+                and now - self._last_taken >= self._stall_timeout)
 
     def _stream_work(self, now: float) -> Tuple[int, bool, bool]:
         """Lock held: what the device stream needs — (flush number or 0, start, stop)."""
@@ -483,7 +503,10 @@ class Player:
     def _wait_time(self, now: float) -> float:
         suspend_at = (self._last_taken + _SUSPEND_AFTER
                       if self._running and not self._broken and (self._paused or not self._items) else None)
-        deadlines = [when for when in (self._clock_next, self._due[0][0] if self._due else None, suspend_at)
+        stall_at = (self._last_taken + self._stall_timeout
+                    if self._stall_timeout is not None and self._running and not self._broken and self._items
+                    else None)
+        deadlines = [when for when in (self._clock_next, self._due[0][0] if self._due else None, suspend_at, stall_at)
                      if when is not None]
         if not deadlines:
             return _MAX_IDLE_WAIT

@@ -237,6 +237,7 @@ class Speaker:
         self._conn: Optional[Connection] = None
         self._retired: List[Connection] = []  # aborted sockets whose readers the sender joins
         self._standby = standby
+        self._output_error: Optional[AudioDeviceError] = None  # the output is lost for good
         self._standby_conn: Optional[Connection] = None  # open, idle, swapped in on interrupt()
         # A refused key or an unverifiable certificate: final for this Speaker, so no
         # retry storm and no second attempt to hand the key to that server.
@@ -249,7 +250,8 @@ class Speaker:
         self._events = Dispatcher(self._on_error)
         try:
             self._player = Player(
-                self._output, sample_rate, listener=self._on_heard, on_failure=self._on_output_failure
+                self._output, sample_rate, listener=self._on_heard, on_failure=self._on_output_failure,
+                stall_timeout=self.timeout,
             )
         except BaseException:
             self._events.close()
@@ -295,6 +297,9 @@ class Speaker:
         with self._lock:
             if self._closing:
                 raise SpeakerClosedError("this Speaker is closed")
+            if play and self._output_error is not None:
+                raise AudioDeviceError(f"the audio output was lost earlier ({self._output_error}); "
+                                       "make a new Speaker once it is back")
             utterance = Utterance(text, self._settings, next(self._serials), self, streaming=streaming, play=play)
             self._parts[utterance.serial] = collections.deque(parts)
             self._queue.append(utterance)
@@ -579,6 +584,8 @@ class Speaker:
             if player.kind == "device":
                 player.mark_broken()  # never touch that stream again: PortAudio may hang on it
             with self._lock:
+                if player.kind == "device":
+                    self._output_error = AudioDeviceError(f"the audio output took no samples for {self.timeout:.1f} s")
                 victims = list(self._playing) + list(self._queue)
                 self._drop(victims, FAILED, AudioDeviceError(
                     f"the audio output took no samples for {self.timeout:.1f} s"))
@@ -1058,12 +1065,19 @@ class Speaker:
             self._finish([utterance])
 
     def _on_output_failure(self, error: BaseException) -> None:
-        with self._lock:
-            victims = list(self._playing) + list(self._queue)[:1]
-        for utterance in victims:
-            failure = AudioDeviceError(f"audio output failed: {error}")
+        """Player thread: the output failed. A lost device fails everything that would
+        play, now and later (make a new Speaker once it is back); synthesize() still works."""
+        failure = error if isinstance(error, AudioDeviceError) else AudioDeviceError(f"audio output failed: {error}")
+        if failure is not error:
             failure.__cause__ = error
-            self._fail(utterance, failure)
+        with self._lock:
+            lost = self._player.broken
+            if lost:
+                self._output_error = failure
+            pending = list(self._playing) + (list(self._queue) if lost else list(self._queue)[:1])
+            victims = [u for u in pending if u._play]
+            self._drop(victims, FAILED, failure)
+        self._finish(victims)
 
     # ----- the keepalive thread -------------------------------------------------
     def _run_keepalive(self) -> None:

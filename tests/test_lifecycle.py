@@ -78,7 +78,7 @@ def test_a_script_that_forgets_close_still_exits() -> None:
     assert out.strip() == "done" and "Traceback" not in err
 
 
-@pytest.mark.parametrize("when", ["mid-speech", "while idle"])
+@pytest.mark.parametrize("when", ["mid-speech", "while idle", "fire and forget"])
 def test_losing_the_sound_server_is_an_audio_device_error_not_a_hang(when: str) -> None:
     # A private PulseAudio for this test alone, so killing it harms no other test.
     import shutil
@@ -95,15 +95,27 @@ def test_losing_the_sound_server_is_an_audio_device_error_not_a_hang(when: str) 
             env[name] = value.strip("'\"")
         code = PROGRAM_HEAD.format(repo=REPO) + textwrap.dedent("""
             from smallest_sync import AudioDeviceError
+            ended = threading.Event()
             speaker = Speaker("sk_test", base_url=emulator.base_url, timeout=1.0,
-                              on_start=lambda event: print("speaking", flush=True))
+                              on_start=lambda event: print("speaking", flush=True),
+                              on_end=lambda event: ended.set())
             if sys.argv[1] == "while idle":
                 speaker.speak("Warm up.")
+                ended.clear()
                 sys.stdin.readline()  # the test stops the sound server meanwhile
+            if sys.argv[1] == "fire and forget":  # nobody waits on it: it must end anyway
+                handle = speaker.say(" ".join(["unplugged"] * 40))
+                if ended.wait(20) and isinstance(handle.error, AudioDeviceError):
+                    print("device error:", handle.error, flush=True)
+            else:
+                try:
+                    speaker.speak(" ".join(["unplugged"] * 40))
+                except AudioDeviceError as exc:
+                    print("device error:", exc, flush=True)
             try:
-                speaker.speak(" ".join(["unplugged"] * 40))
-            except AudioDeviceError as exc:
-                print("device error:", exc, flush=True)
+                speaker.say("Anyone?")
+            except AudioDeviceError:
+                print("refused", flush=True)
             speaker.close()
             emulator.stop()
         """)
@@ -122,7 +134,7 @@ def test_losing_the_sound_server_is_an_audio_device_error_not_a_hang(when: str) 
         finally:
             program.kill()
         assert program.returncode == 0, err
-        assert "device error:" in out, out + err
+        assert "device error:" in out and out.rstrip().endswith("refused"), out + err
         assert time.monotonic() - lost < 10
     finally:
         subprocess.run([pulse, "stop"], env=env, capture_output=True, timeout=30)
