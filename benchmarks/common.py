@@ -22,7 +22,7 @@ import platform
 import subprocess
 import sys
 import threading
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -104,6 +104,12 @@ class Figure:
 
 
 # ----- machine ---------------------------------------------------------------------------
+def mark_missing(figures: List["Figure"], subject: str, why: object) -> None:
+    """``subject`` cannot be measured on any of ``figures`` (shown as n/a, with why)."""
+    for figure in figures:
+        figure.results[subject] = Stat.missing(str(why))
+
+
 def machine() -> Dict[str, Any]:
     """CPU model, cores, Python, OS, date, and the commit measured."""
     cpu = platform.processor() or platform.machine()

@@ -42,7 +42,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from .common import REPO, Figure, Stat, log, sink_ready
+from .common import REPO, Figure, Stat, log, mark_missing, sink_ready
 from .server import EmulatorProcess
 from .subjects import Subject, Unsupported, wait_first_audio
 
@@ -77,8 +77,7 @@ def run(subjects: List[Subject], quick: bool) -> List[Figure]:
                 try:
                     subject.open(emu.base_url, output="device", sample_rate=RATE)
                 except Unsupported as exc:
-                    for figure in figures:
-                        figure.results[subject.name] = Stat.missing(str(exc))
+                    mark_missing(figures, subject.name, exc)
                     continue
                 try:
                     rows = _trials(subject, trials)

@@ -56,7 +56,7 @@ import threading
 import time
 from typing import Any, Dict, List, Optional
 
-from .common import Figure, Stat, log
+from .common import Figure, Stat, log, mark_missing
 from .server import EmulatorProcess
 from .subjects import Handle, Subject, Unsupported, wait_first_audio
 
@@ -111,8 +111,7 @@ def run(subjects: List[Subject], quick: bool) -> List[Figure]:
             try:
                 subject.open(emu.base_url, output="sink", on_write=writes)
             except Unsupported as exc:
-                for figure in figures:
-                    figure.results[subject.name] = Stat.missing(str(exc))
+                mark_missing(figures, subject.name, exc)
                 continue
             try:
                 r = _measure(subject, emu, writes, pairs, idle_trials)

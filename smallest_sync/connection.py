@@ -15,6 +15,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import os
 import socket
 import ssl
 import struct
@@ -332,8 +333,6 @@ class Connection:
 
 def _proxy_configured() -> bool:
     """A proxy in the environment: then websocket-client connects (it knows proxies)."""
-    import os
-
     return any(os.environ.get(name) for name in ("http_proxy", "https_proxy", "all_proxy",
                                                  "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"))
 

@@ -330,10 +330,9 @@ class Player:
             track.clock = (now + delay + filled / rate, track.taken)
             count = min(frames - filled, len(data) - self._head_pos)
             cues = track.cues
-            if cues and cues[0][0] < track.taken + count:
-                while cues and cues[0][0] < track.taken + count:
-                    position, cue = cues.popleft()
-                    self._schedule(now + delay + (filled + max(position - track.taken, 0)) / rate, track, cue)
+            while cues and cues[0][0] < track.taken + count:
+                position, cue = cues.popleft()
+                self._schedule(now + delay + (filled + max(position - track.taken, 0)) / rate, track, cue)
             parts.append(data[self._head_pos:self._head_pos + count])
             self._head_pos += count
             filled += count
