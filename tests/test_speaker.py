@@ -357,7 +357,7 @@ def test_the_key_never_appears_in_logs_or_reprs(emulator: Emulator, make_speaker
     speaker.interrupt()
     handle.wait(5)
     speaker.speak("Once more.")
-    texts = [caplog.text, repr(speaker), repr(handle), repr(speaker._conn)]
+    texts = [caplog.text, repr(speaker), repr(handle), repr(speaker._pool.conn)]
     speaker.close()
     assert not any(API_KEY in text for text in texts)
     assert json.dumps(vars(speaker), default=repr).count(API_KEY) == 1  # only the private field that sends it

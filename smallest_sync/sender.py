@@ -1,0 +1,188 @@
+"""The ``smallest-sender`` thread: owns the sockets' life and sends one request at a time.
+
+It connects (with bounded backoff), sends one request, waits for that request's
+``complete``, and retries or fails it when the server stalls or the socket
+drops. One request in flight means every frame can be attributed without
+trusting the server to echo our ids (it is checked when it does), and the
+service's one-request-per-concurrency-unit limit is respected. The next request
+goes out as soon as the previous one's audio has *arrived*, while it still
+plays, so there is no gap.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from typing import Iterator, Optional
+
+import websocket
+
+from .context_turns import ContextTurns
+from .errors import APIError, AuthenticationError, CertificateError, SmallestConnectionError, SmallestError, SynthesisTimeout
+from .events import ErrorEvent
+from .protocol import build_request
+from .request import Request, describe_closed, join_parts, pack_parts
+from .sockets import BACKOFF_MAX
+from .utterance import SPEAKING, Utterance
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SenderLoop"]
+
+_RESEND_ATTEMPTS = 2  # a request lost with its socket before any audio is sent again
+
+
+class SenderLoop(ContextTurns):
+    """What the ``smallest-sender`` thread runs."""
+
+    _session: str  # prefix of our request ids, unique per Speaker
+    _request_serials: Iterator[int]
+    _stream_mode: str
+
+    def _run_sender(self) -> None:
+        while True:
+            with self._lock:
+                while not (self._closing or self._pool.wanted or self._head_ready()):
+                    self._lock.wait(BACKOFF_MAX)
+                if self._closing:
+                    return
+                if self._head_ready():
+                    utterance: Optional[Utterance] = self._queue[0]
+                else:  # nothing to say yet: the time to open sockets ahead of need
+                    utterance = None
+                    self._pool.wanted = False
+                retired = self._pool.take_retired()
+            try:
+                for old in retired:
+                    old.close()
+                if utterance is None:
+                    self._warm_up()
+                else:
+                    self._speak_next_part(utterance)
+            except Exception as exc:  # a bug here must fail the utterance, not hang it
+                logger.exception("sender failed")
+                if utterance is not None:
+                    error = exc if isinstance(exc, SmallestError) else SmallestError(f"internal error: {exc!r}")
+                    error.__cause__ = exc if error is not exc else exc.__cause__
+                    self._fail(utterance, error)
+
+    def _head_ready(self) -> bool:
+        """Lock held: the first queued utterance has text to send, or is complete."""
+        if not self._queue:
+            return False
+        head = self._queue[0]
+        return bool(self._parts.get(head.serial)) or not head._open
+
+    def _warm_up(self) -> None:
+        """Open a socket (and the standby) ahead of need; failures are only logged (the
+        next request retries)."""
+        try:
+            self._pool.primary()
+            self._pool.open_standby()
+        except (AuthenticationError, CertificateError) as exc:  # final: tell on_error now
+            self._publish(self._on_error, ErrorEvent(exc))
+        except SmallestError as exc:
+            logger.info("could not open a connection ahead of time: %s", exc)
+
+    def _speak_next_part(self, utterance: Utterance) -> None:
+        with self._lock:
+            parts = self._parts.get(utterance.serial)
+            if utterance.done or parts is None:
+                return
+            context = utterance._streaming and self._stream_mode == "context"
+            if context:  # the whole turn is one request of many fragments
+                request = Request(utterance, "", f"{self._session}-t{utterance.serial}")
+            elif not parts:
+                if not utterance._open:
+                    self._all_sent(utterance)
+                return
+            else:
+                taken = pack_parts(parts)
+                text = join_parts(list(itertools.islice(parts, taken)))
+                request = Request(utterance, text, f"{self._session}-{next(self._request_serials)}")
+            self._inflight = request
+        if context:
+            self._speak_context(request)
+            return
+        with self._in_flight(request):
+            outcome = self._send_and_await(request)
+        if request.cancelled:
+            return
+        if outcome is not None:
+            self._fail_after_playback(utterance, outcome)
+            return
+        with self._lock:
+            parts = self._parts.get(utterance.serial)
+            for _ in range(min(taken, len(parts) if parts else 0)):
+                parts.popleft()  # type: ignore[union-attr]
+            if parts or utterance._open or utterance.done:
+                return
+            self._all_sent(utterance)
+
+    def _send_and_await(self, request: Request) -> Optional[BaseException]:
+        """Send ``request`` and wait until its audio has all arrived.
+
+        Returns None on success (or when the request was abandoned), else the error
+        that should fail the utterance. A socket lost before any audio of the
+        request arrived is retried after a backoff.
+        """
+        utterance = request.utterance
+
+        def abandoned() -> bool:
+            return request.cancelled or utterance.done or self._closing
+
+        for attempt in range(1 + _RESEND_ATTEMPTS):
+            if attempt and self._stop.wait(self._pool.next_backoff()):
+                return None
+            try:
+                conn = self._pool.primary()
+            except SmallestError as exc:
+                return exc
+            message = build_request(
+                request.text, utterance.settings, request_id=request.client_id,
+                complete_backoff_ms=self._complete_backoff_ms,
+            )
+            with self._lock:
+                if abandoned():
+                    return None
+                request.conn, request.closed, request.progress_at = conn, None, time.monotonic()
+                utterance.state = SPEAKING
+            try:
+                conn.send(message)
+            except SmallestConnectionError as exc:
+                with self._lock:
+                    self._pool.retire(conn)
+                if abandoned():
+                    return None
+                logger.info("send failed (%s); reconnecting", exc)
+                continue
+            if utterance.sent_at is None:
+                utterance.sent_at = time.monotonic()
+            with self._lock:
+                while not (request.complete or request.error or request.closed or abandoned()):
+                    if self._player.paused:  # a paused listener is not a stalled server
+                        request.progress_at = time.monotonic()
+                    stalled_for = time.monotonic() - request.progress_at
+                    if stalled_for >= self.timeout:
+                        break
+                    self._lock.wait(self.timeout - stalled_for)
+                if abandoned() or request.complete:
+                    return None
+                if request.error is not None:
+                    if not isinstance(request.error, APIError):
+                        self._pool.retire(conn)  # the server may still be sending that audio
+                    return request.error
+                closed = request.closed
+                lost_before_audio = request.chunks == 0
+                if closed is None:
+                    self._pool.retire(conn)  # a late answer must never reach a later request
+            if closed is None:
+                return SynthesisTimeout(f"the server sent nothing for {self.timeout:.1f} s")
+            refused = isinstance(closed.cause, websocket.WebSocketPayloadException)  # e.g. oversized
+            if refused or not lost_before_audio:
+                what = "refused the server's data" if refused else "the connection was lost mid-utterance"
+                error = SmallestConnectionError(f"{what} ({describe_closed(closed)})")
+                error.__cause__ = closed.cause
+                return error
+            logger.info("connection lost before audio (%s); sending again", describe_closed(closed))
+        return SmallestConnectionError("the connection kept dropping before any audio arrived")
