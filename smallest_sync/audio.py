@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import logging
 import threading
-import wave
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
 from .errors import AudioDeviceError, ConfigurationError
+
+if TYPE_CHECKING:
+    import wave
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +114,8 @@ class WavOutput(AudioOutput):
 
     def open(self, sample_rate: int) -> None:
         try:
+            import wave  # only WAV outputs pay for it
+
             wav = wave.open(self.path, "wb")
         except OSError as exc:
             raise ConfigurationError(f"cannot write WAV file {self.path!r}: {exc}") from exc

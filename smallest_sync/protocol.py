@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import json
 import logging
 import struct
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, NamedTuple, Optional, Union
 
 import numpy as np
 
@@ -96,51 +95,57 @@ def build_keepalive(settings: Settings, style: str = "text", *, request_id: Opti
     return _dumps(message)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Frame:
-    request_id: Optional[str]
-    external_request_id: Optional[str]
+# Frames are NamedTuples: immutable, and cheap both to define (import time) and to
+# build (one per audio chunk on the reader thread). Each starts with the two ids.
 
 
-@dataclasses.dataclass(frozen=True)
-class AudioChunk(_Frame):
+class AudioChunk(NamedTuple):
     """Encoded audio bytes of one request (still in the request's output_format)."""
 
+    request_id: Optional[str]
+    external_request_id: Optional[str]
     audio: bytes
 
 
-@dataclasses.dataclass(frozen=True)
-class WordTimestamp(_Frame):
+class WordTimestamp(NamedTuple):
     """One word, timed in seconds on its own request's audio."""
 
-    index: Optional[int]
+    request_id: Optional[str]
+    external_request_id: Optional[str]
+    word_id: Optional[int]  # the server's "id" of the word, when sent
     word: str
     start: float
     end: float
 
 
-@dataclasses.dataclass(frozen=True)
-class Complete(_Frame):
+class Complete(NamedTuple):
     """The server has sent all audio of a request (or of a burst of requests)."""
 
+    request_id: Optional[str]
+    external_request_id: Optional[str]
 
-@dataclasses.dataclass(frozen=True)
-class ServerError(_Frame):
+
+class ServerError(NamedTuple):
     """An error frame, either documented shape."""
 
+    request_id: Optional[str]
+    external_request_id: Optional[str]
     message: str
     code: Optional[str]
 
 
-@dataclasses.dataclass(frozen=True)
-class Pong(_Frame):
+class Pong(NamedTuple):
     """Answer to ``{"type":"ping"}``."""
 
+    request_id: Optional[str]
+    external_request_id: Optional[str]
 
-@dataclasses.dataclass(frozen=True)
-class UnknownFrame(_Frame):
+
+class UnknownFrame(NamedTuple):
     """A well-formed frame with a status this client does not know (kept, not fatal)."""
 
+    request_id: Optional[str]
+    external_request_id: Optional[str]
     status: Optional[str]
 
 
@@ -187,7 +192,7 @@ def parse_frame(raw: Union[str, bytes]) -> ServerEvent:
         index = data.get("id")
         return WordTimestamp(
             *ids,
-            index=index if isinstance(index, int) and not isinstance(index, bool) else None,
+            word_id=index if isinstance(index, int) and not isinstance(index, bool) else None,
             word=data["word"],
             start=_number(data.get("start"), "start"),
             end=_number(data.get("end", data.get("start")), "end"),

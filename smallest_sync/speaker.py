@@ -27,7 +27,6 @@ import queue
 import random
 import threading
 import time
-import wave
 from typing import Any, Callable, Iterable, List, Optional
 
 import numpy as np
@@ -323,6 +322,8 @@ class Speaker(SenderLoop, FrameRouter):
     def save(self, text: str, path: str, *, timeout: Optional[float] = None) -> None:
         """Synthesize ``text`` into a mono 16-bit WAV file at ``path``."""
         pcm = self.synthesize(text, timeout=timeout)
+        import wave  # only save() pays for it
+
         with wave.open(path, "wb") as wav:
             wav.setnchannels(1)
             wav.setsampwidth(2)

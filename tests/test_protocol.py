@@ -61,7 +61,7 @@ def test_parse_each_frame_kind() -> None:
                                     "session_id": "s", "data": {"audio": audio}, "future_key": 1}))
     assert chunk == AudioChunk("a", "x", audio=b"\x01\x00\x02\x00")
     word = parse_frame('{"status":"word_timestamp","request_id":"a","data":{"id":3,"word":"$100","start":1.12,"end":1.92}}')
-    assert word == WordTimestamp("a", None, index=3, word="$100", start=1.12, end=1.92)
+    assert word == WordTimestamp("a", None, word_id=3, word="$100", start=1.12, end=1.92)
     assert parse_frame('{"status":"complete","request_id":"a","message":"All chunks sent","done":true}') == Complete("a", None)
     assert parse_frame('{"type":"pong"}') == Pong(None, None)
     assert parse_frame('{"status":"mystery","request_id":"a"}') == UnknownFrame("a", None, status="mystery")
