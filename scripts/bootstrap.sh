@@ -14,8 +14,12 @@ EXTRAS="dev,emulator"
 # PortAudio headers (PyAudio builds from source on Linux), a PulseAudio daemon
 # + parec/pactl for the null-sink recordings, ALSA's pulse plugin so PortAudio's
 # default device reaches PulseAudio, espeak-ng for the emulator's real speech,
-# Xvfb (+ xauth, which xvfb-run needs but xvfb only recommends) for GUI samples.
-SYSTEM_DEBS=(portaudio19-dev pulseaudio pulseaudio-utils libasound2-plugins espeak-ng xvfb xauth)
+# Xvfb (+ xauth, which xvfb-run needs but xvfb only recommends) for GUI samples,
+# and the libraries PySide6's xcb platform plugin loads to open a real X window there.
+SYSTEM_DEBS=(portaudio19-dev pulseaudio pulseaudio-utils libasound2-plugins espeak-ng xvfb xauth
+    libxcb-icccm4 libxcb-cursor0 libxcb-image0 libxcb-keysyms1 libxcb-render-util0 libxcb-xkb1
+    libxkbcommon-x11-0 libxcb-shape0 libxcb-randr0 libxcb-xinerama0 libegl1 libgl1 libfontconfig1
+    libdbus-1-3 libglib2.0-0)
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
 die() { printf 'bootstrap: ERROR: %s\n' "$*" >&2; exit 1; }
