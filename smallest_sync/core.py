@@ -12,16 +12,19 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple
 
 from .audio import AudioOutput
 from .errors import AudioDeviceError, SpeakerClosedError
-from .events import Dispatcher, EndEvent, ErrorEvent, Event, StartEvent, WordEvent
+from .events import AudioEvent, Dispatcher, EndEvent, ErrorEvent, Event, StartEvent, WordEvent
 from .player import Player, Track
 from .request import Request
 from .settings import Settings
 from .sockets import SocketPool
 from .utterance import DONE, FAILED, INTERRUPTED, PLAYING, Utterance
+
+if TYPE_CHECKING:
+    from .cache import PhraseCache
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +54,14 @@ class SpeakerCore:
     _stop: threading.Event  # wakes the timer threads on close
     _sender: threading.Thread
     _stall_mark: Optional[Tuple[int, float]]  # (player samples taken, when): watchdog
+    _cache: Optional["PhraseCache"]  # phrases spoken before, replayed without the server
     events: "queue.Queue[Event]"
     timeout: float
     _on_word: Optional[Callable[[WordEvent], object]]
     _on_start: Optional[Callable[[StartEvent], object]]
     _on_end: Optional[Callable[[EndEvent], object]]
     _on_error: Optional[Callable[[ErrorEvent], object]]
+    _on_audio: Optional[Callable[[AudioEvent], object]]
 
     # ----- ending utterances ---------------------------------------------------------
     def _drop(self, victims: List[Utterance], state: str = INTERRUPTED, error: Optional[BaseException] = None) -> None:

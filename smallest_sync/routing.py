@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Optional
 
 from .connection import Connection, ConnectionClosed, ReaderEvent
 from .core import SpeakerCore
@@ -20,8 +19,6 @@ __all__ = ["FrameRouter"]
 class FrameRouter(SpeakerCore):
     """Runs on each connection's reader thread: attributes frames, decodes audio,
     feeds the player and places word cues on the utterance's timeline."""
-
-    _on_audio: Optional[Callable[[AudioEvent], object]]
 
     def _on_frame(self, conn: Connection, event: ReaderEvent) -> None:
         """Route one frame from ``conn`` (runs on that connection's reader thread)."""
@@ -77,10 +74,10 @@ class FrameRouter(SpeakerCore):
         utterance._timeline.audio((request.client_id, event.request_id), len(pcm))
         if self._on_audio is not None and len(pcm):
             self._events.emit(self._on_audio, AudioEvent(pcm, utterance))
+        if not utterance._play or utterance._cache_key is not None:
+            utterance._collected.append(pcm)  # synthesize()'s result, or the phrase to cache
         if utterance._play:
             self._player.feed(utterance.track, pcm, timeout=self.timeout)
-        else:
-            utterance._collected.append(pcm)
 
     def _on_complete(self, conn: Connection, request: Request, event: Complete) -> None:
         """Reader thread, lock held: a ``complete`` for the request in flight."""
@@ -107,5 +104,7 @@ class FrameRouter(SpeakerCore):
         start, end = utterance._timeline.word((request.client_id, event.request_id), event.start, event.end)
         word = WordEvent(event.word, round(start, 4), round(end, 4), utterance, utterance._words_placed)
         utterance._words_placed += 1
+        if utterance._cache_key is not None:
+            utterance._placed_words.append((event.word, start, end))
         if utterance._play:
             self._player.mark_at(utterance.track, round(start * utterance.settings.sample_rate), "word", word)

@@ -13,17 +13,21 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
+import numpy as np
 import websocket
 
 from .context_turns import ContextTurns
 from .errors import APIError, AuthenticationError, CertificateError, SmallestConnectionError, SmallestError, SynthesisTimeout
-from .events import ErrorEvent
+from .events import AudioEvent, ErrorEvent, WordEvent
 from .protocol import build_request
 from .request import Request, describe_closed, join_parts, pack_parts
 from .sockets import BACKOFF_MAX
-from .utterance import SPEAKING, Utterance
+from .utterance import DONE, PLAYING, SPEAKING, Utterance
+
+if TYPE_CHECKING:
+    from .cache import CachedPhrase
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +89,13 @@ class SenderLoop(ContextTurns):
             logger.info("could not open a connection ahead of time: %s", exc)
 
     def _speak_next_part(self, utterance: Utterance) -> None:
+        if utterance._cache_key is not None and not utterance._cache_tried:
+            utterance._cache_tried = True
+            assert self._cache is not None
+            phrase = self._cache.get(utterance._cache_key)
+            if phrase is not None:
+                self._replay(utterance, phrase)
+                return
         with self._lock:
             parts = self._parts.get(utterance.serial)
             if utterance.done or parts is None:
@@ -118,6 +129,44 @@ class SenderLoop(ContextTurns):
             if parts or utterance._open or utterance.done:
                 return
             self._all_sent(utterance)
+        if utterance._cache_key is not None:
+            self._store(utterance)
+
+    def _replay(self, utterance: Utterance, phrase: CachedPhrase) -> None:
+        """Play (or return) a phrase from the cache as if it had just arrived: the
+        same word cues and events, no request. Queue order is kept, since only the
+        head of the queue gets here."""
+        with self._lock:
+            if utterance.done:
+                return
+            utterance.state, utterance.cached = SPEAKING, True
+            utterance.first_chunk_at = time.monotonic()
+        pcm = phrase.pcm
+        pcm.flags.writeable = False
+        if self._on_audio is not None and len(pcm):
+            self._events.emit(self._on_audio, AudioEvent(pcm, utterance))
+        if utterance._play:
+            rate = utterance.settings.sample_rate
+            for index, (word, start, end) in enumerate(phrase.words):
+                event = WordEvent(word, start, end, utterance, index)
+                self._player.mark_at(utterance.track, round(start * rate), "word", event)
+            self._player.feed(utterance.track, pcm, timeout=self.timeout)
+        else:
+            utterance._collected.append(pcm)
+        with self._lock:
+            if not utterance.done:
+                self._all_sent(utterance)
+
+    def _store(self, utterance: Utterance) -> None:
+        """Keep a phrase that arrived whole (without the lock: this writes a file)."""
+        with self._lock:
+            whole = utterance.state in (PLAYING, DONE) and utterance._pending_error is None
+            pcm = list(utterance._collected)
+            if utterance._play:
+                utterance._collected = []  # only synthesize() hands its audio out
+        if whole and pcm and self._cache is not None and utterance._cache_key is not None:
+            self._cache.put(utterance._cache_key, np.concatenate(pcm), utterance.settings.sample_rate,
+                            utterance._placed_words)
 
     def _send_and_await(self, request: Request) -> Optional[BaseException]:
         """Send ``request`` and wait until its audio has all arrived.

@@ -27,7 +27,7 @@ import queue
 import random
 import threading
 import time
-from typing import Any, Callable, Iterable, List, Optional
+from typing import Any, Callable, Iterable, List, Optional, Union
 
 import numpy as np
 
@@ -100,6 +100,13 @@ class Speaker(SenderLoop, FrameRouter):
             *heard*: when the output takes its first sample, plus the output's latency.
             The same events also go to :attr:`events`, a ``queue.Queue`` to poll.
         on_audio: gets an AudioEvent with each decoded chunk as it arrives.
+        cache_dir: a directory for the phrase cache (created if missing), or None
+            (no cache). ``say``/``speak``/``synthesize`` of text spoken before with
+            the same settings on the same server replay it from disk: no request,
+            no network, the same word events (``Utterance.cached`` tells). Keyed by
+            the text and every setting that changes the audio; token streams are
+            not cached. See :mod:`smallest_sync.cache`.
+        cache_max_bytes: the cache's size bound; least recently used phrases go first.
 
     Raises:
         ConfigurationError: a setting is invalid (nothing has been sent).
@@ -131,6 +138,8 @@ class Speaker(SenderLoop, FrameRouter):
         on_end: Optional[Callable[[EndEvent], object]] = None,
         on_error: Optional[Callable[[ErrorEvent], object]] = None,
         on_audio: Optional[Callable[[AudioEvent], object]] = None,
+        cache_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
+        cache_max_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self._settings = Settings(
             voice=voice, model=model, language=language, speed=speed, sample_rate=sample_rate,
@@ -182,6 +191,11 @@ class Speaker(SenderLoop, FrameRouter):
         self._pool = SocketPool(self._url, self._api_key, handler=self._on_frame, timeout=self.timeout,
                                 lock=self._lock, stop=self._stop, standby=standby)
 
+        self._cache = None
+        if cache_dir is not None:
+            from .cache import PhraseCache  # zipfile and friends only for those who use it
+
+            self._cache = PhraseCache(cache_dir, max_bytes=cache_max_bytes)
         self._output = make_output(output)
         self._events = Dispatcher(self._on_error)
         try:
@@ -238,6 +252,8 @@ class Speaker(SenderLoop, FrameRouter):
                 raise AudioDeviceError(f"the audio output was lost earlier ({self._output_error}); "
                                        "make a new Speaker once it is back")
             utterance = Utterance(text, self._settings, next(self._serials), self, streaming=streaming, play=play)
+            if self._cache is not None and not streaming:
+                utterance._cache_key = self._cache.key(text, utterance.settings, server=self.base_url)
             self._parts[utterance.serial] = collections.deque(parts)
             self._queue.append(utterance)
             self._lock.notify_all()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 
 from .player import Track
 from .settings import Settings
@@ -33,6 +33,7 @@ class Utterance:
         settings: the voice settings it is spoken with (fixed when it was queued).
         state: ``"queued"``, ``"speaking"`` (audio arriving), ``"playing"`` (all
             audio arrived), then one of ``"done"``, ``"interrupted"``, ``"failed"``.
+        cached: True when its audio came from the Speaker's phrase cache, not the server.
     """
 
     def __init__(self, text: str, settings: Settings, serial: int, speaker: "Speaker", *,
@@ -59,6 +60,12 @@ class Utterance:
         self._timeline = TurnTimeline(settings.sample_rate)  # reader thread only
         self._words_placed = 0  # reader thread only
         self._pending_error: Optional[BaseException] = None  # raised once what arrived is heard
+        self.cached = False
+        # Phrase cache: the entry's key (None: not cached), whether it was looked up,
+        # and the words as placed on the timeline, kept to store with the audio.
+        self._cache_key: Optional[str] = None
+        self._cache_tried = False
+        self._placed_words: List[Tuple[str, float, float]] = []
 
     def __repr__(self) -> str:
         text = self.text if len(self.text) <= 40 else self.text[:37] + "..."
