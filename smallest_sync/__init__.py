@@ -35,6 +35,7 @@ from .events import AudioEvent, EndEvent, ErrorEvent, StartEvent, WordEvent
 from .settings import Settings
 from .speaker import Speaker
 from .utterance import Utterance
+from .voices import VoiceInfo, list_voices
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -55,6 +56,8 @@ __all__ = [
     "CallbackOutput",
     "MemoryOutput",
     "list_output_devices",
+    "list_voices",
+    "VoiceInfo",
     "SmallestError",
     "ConfigurationError",
     "AuthenticationError",
