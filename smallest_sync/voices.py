@@ -7,12 +7,11 @@ the same Bearer key as the live socket.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
 import ssl
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from ._version import __version__
@@ -35,9 +34,11 @@ __all__ = ["VoiceInfo", "list_voices", "voices_url"]
 _MAX_BODY = 8 * 1024 * 1024  # a catalogue is a few kB; never buffer without bound
 
 
-@dataclasses.dataclass(frozen=True)
-class VoiceInfo:
-    """One voice of the catalogue. Tags the service left out are None or empty."""
+class VoiceInfo(NamedTuple):
+    """One voice of the catalogue. Tags the service left out are None or empty.
+
+    A NamedTuple: immutable, and cheap to define at import time.
+    """
 
     id: str  #: what ``Speaker(voice=...)`` takes
     name: str
