@@ -96,7 +96,7 @@ class PhraseCache:
     def __init__(self, directory: Union[str, "os.PathLike[str]"], *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
             raise ConfigurationError(f"max_bytes must be a positive int; got {max_bytes!r}")
-        self.directory = os.fspath(directory)
+        self.directory = os.path.expanduser(os.fspath(directory))  # "~/.cache/..." as users write it
         self.max_bytes = max_bytes
         try:
             os.makedirs(self.directory, exist_ok=True)
