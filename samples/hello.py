@@ -5,13 +5,14 @@ Run:  .venv/bin/python samples/hello.py             (real service: export SMALLE
 """
 import contextlib
 import sys
+from typing import Any, Dict
 
 from smallest_sync import Speaker
 
 
 def main() -> None:
     with contextlib.ExitStack() as stack:
-        options = {}
+        options: Dict[str, Any] = {}
         if "--emulator" in sys.argv:
             from smallest_sync.emulator import Emulator, EmulatorConfig
 
@@ -19,7 +20,8 @@ def main() -> None:
             options = {"api_key": "sk_emulator", "base_url": emulator.base_url}
         with Speaker(**options) as speaker:
             utterance = speaker.speak("Hello! This is smallest sync speaking.")
-            print(f"spoke {utterance.duration:.1f} s; first audio after {utterance.time_to_first_audio * 1000:.0f} ms")
+            first = utterance.time_to_first_audio or 0.0  # None only when nothing was played
+            print(f"spoke {utterance.duration:.1f} s; first audio after {first * 1000:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ what is heard: the exact text; every field of
 sample_rate; output_format, since ulaw/alaw decode to other samples than pcm;
 word_timestamps, since an entry made without them has no words to replay; a field
 added later joins by itself: a needless miss beats wrong audio); the server
-(scheme, host, port and path of ``base_url``: the emulator's tones must not stand
-in for the service's speech; user info and query are dropped); a format version.
+(scheme, host and path of ``base_url``: the emulator's tones must not stand in for
+the service's speech; the port is left out, since an emulator on port 0 gets a new
+one each run; user info and query are dropped); a format version.
 Not keyed, and never written: the API key (it changes who pays, not the sound),
 callbacks, output device, timeouts, keepalive, stream mode.
 
@@ -115,7 +116,7 @@ class PhraseCache:
         Stable across runs and machines; see the module docstring for what is keyed.
         """
         parts = urllib.parse.urlsplit(server.strip())
-        host = parts.netloc.rpartition("@")[2].lower()
+        host = (parts.hostname or "").lower()  # no port: a local emulator gets a new one each run
         canonical = json.dumps(
             {"format": _FORMAT, "text": text, "settings": dataclasses.asdict(settings),
              "server": f"{parts.scheme.lower()}://{host}{parts.path.rstrip('/')}"},
