@@ -198,11 +198,3 @@ def test_readme_say_command_speaks_offline(sink_recorder: SinkRecorder, tmp_path
     assert result.returncode == 0, result.stderr
     assert "emulator" in result.stderr
     assert active_regions(recording, RATE)
-
-
-def test_hello_sample_speaks_offline(sink_recorder: SinkRecorder) -> None:
-    result = run(["--emulator"], command=[sys.executable, str(REPO / "samples" / "hello.py")])
-    recording = sink_recorder.stop(tail=0.2)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("spoke ")
-    assert active_regions(recording, RATE)

@@ -240,7 +240,9 @@ def test_llm_stream_captions_every_word_in_order_and_speaks_before_the_generator
 
 
 @pytest.mark.timeout(120)
-def test_hello_speaks_and_says_how_long_it_took() -> None:
+def test_hello_speaks_and_says_how_long_it_took(sink_recorder: SinkRecorder) -> None:
     result = run_sample("hello", "--emulator")
+    recording = sink_recorder.stop(tail=0.2)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert active_regions(recording, 24000), "nothing was heard on the sound device"
     assert re.fullmatch(r"spoke \d+\.\d s; first audio after \d+ ms\n", result.stdout), result.stdout
