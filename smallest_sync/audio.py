@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -111,14 +111,18 @@ class WavOutput(AudioOutput):
     def __init__(self, path: str) -> None:
         self.path = path
         self._wav: Optional[wave.Wave_write] = None
+        self._file: Optional[BinaryIO] = None
 
     def open(self, sample_rate: int) -> None:
-        try:
-            import wave  # only WAV outputs pay for it
+        import wave  # only WAV outputs pay for it
 
-            wav = wave.open(self.path, "wb")
+        # Open the file ourselves: wave.open(path) that fails leaves a half-built
+        # writer whose __del__ prints a stray traceback.
+        try:
+            self._file = open(self.path, "wb")
         except OSError as exc:
             raise ConfigurationError(f"cannot write WAV file {self.path!r}: {exc}") from exc
+        wav = wave.open(self._file, "wb")
         wav.setnchannels(1)
         wav.setsampwidth(2)
         wav.setframerate(sample_rate)
@@ -130,8 +134,13 @@ class WavOutput(AudioOutput):
 
     def close(self) -> None:
         wav, self._wav = self._wav, None
-        if wav is not None:
-            wav.close()
+        file, self._file = self._file, None
+        try:
+            if wav is not None:
+                wav.close()  # writes the header's sizes; a file it did not open stays open
+        finally:
+            if file is not None:
+                file.close()
 
     def __repr__(self) -> str:
         return f"WavOutput({self.path!r})"
