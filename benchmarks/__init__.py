@@ -1,10 +1,10 @@
-"""Benchmarks of ``smallest_sync`` (and, later, its peers) against the bundled emulator.
+"""Benchmarks of ``smallest_sync`` and its peers against the bundled emulator.
 
-One command prints the table (figure | median | p95 | target | result), the
-machine and the date::
+One command prints the table (figure | median | p95 | target | result, then
+median | p95 | ours/peer for each peer), the machine and the date::
 
-    .venv/bin/python -m benchmarks.run            # full, ~2.5 min
-    .venv/bin/python -m benchmarks.run --quick    # ~35 s
+    .venv/bin/python -m benchmarks.run            # full
+    .venv/bin/python -m benchmarks.run --quick    # short
     .venv/bin/python -m benchmarks.run --json results.json --details
 
 Modules:
@@ -25,13 +25,17 @@ Modules:
 * :mod:`benchmarks.subjects` – the clients measured, behind one interface.
 * :mod:`benchmarks.common`, :mod:`benchmarks.report` – statistics, targets,
   machine facts; the table and JSON.
+* :mod:`benchmarks.peers` – the official SDK and pipecat as subjects, their own
+  virtualenv, and the worker processes that measure them.
 
-Adding a peer (official SDK, pipecat): subclass :class:`benchmarks.subjects.Subject`
-(connect to a ``ws://`` base URL, say/interrupt/close, hand PCM to a callback for
-``output="sink"``), append it to ``SUBJECTS``, and name its module in
-``benchmarks.imports.MODULES``. Each figure then gets a column for it; what it
-cannot do raises ``Unsupported`` and shows as ``n/a``. Targets are judged on the
-first subject only; ratio targets are measured side by side within one run.
+Adding a peer: subclass :class:`benchmarks.subjects.Subject` in a module of
+:mod:`benchmarks.peers` (connect to a ``ws://`` base URL, say/interrupt/close,
+hand PCM to a callback for ``output="sink"``), name it in
+``benchmarks.peers.PEERS``, pin its package in ``benchmarks/peers/requirements.txt``
+and give its import statement in ``benchmarks.imports.STATEMENTS``. Each figure
+then gets its column; what it cannot do raises ``Unsupported`` with the reason
+and shows as ``n/a``. Targets are judged on ours only; every figure is measured
+for every subject in the same run, one group after another.
 
 Every measurement runs the emulator in a separate process (see
 :mod:`benchmarks.server` for why) and uses ``time.monotonic()``, which on Linux is

@@ -20,6 +20,17 @@ block (20 ms, what ``DeviceOutput`` uses), callback returning a constant buffer:
 what any Python client playing through PyAudio this way pays before doing
 anything. Shown for information next to the figure, measured in the same run.
 
+**CPU per second of audio, received + decoded, no device** (24 kHz): the same
+utterances and emulator, with the output discarding samples as fast as they
+come (``output="discard"``), so the figure is the client's own cost of getting
+audio: socket, parse, decode, queues, threads. It is the CPU figure the peers
+can be compared on: the official SDK plays nothing. What a call costs is what
+is counted: for the SDK every ``synthesize()`` opens a new socket and thread;
+for pipecat the pipeline's tasks run throughout (its 0.1 s context-stop wait
+after each utterance included).
+
+**The floor** is PyAudio's, not a client's: it is measured once, in ours' column.
+
 **Decode throughput**: ``parse_frame`` + ``PcmDecoder.decode`` on frames shaped
 exactly as the service sends them (``{"status":"chunk","request_id",...,"data":
 {"audio": base64}}``, 150 ms of a sine each, 9.6 kB of base64 at 24 kHz), in
@@ -38,12 +49,13 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from .common import REPO, Figure, Stat, diff_cpu, log, sink_ready, thread_cpu
+from .common import OURS, REPO, Figure, Stat, diff_cpu, log, sink_ready, thread_cpu
 from .server import EmulatorProcess
 from .subjects import Subject, Unsupported
 
 SENTENCE = "Processor time per second of audio, sentence {}, rate {}."  # ~4.1 s
 SHORT_SENTENCE = "Processor time, sentence {}, rate {}."  # ~2.6 s (--quick)
+FLOOR_NOT_A_CLIENT = "PyAudio's own floor, not a client's: measured once, in ours' column"
 
 
 def run(subjects: List[Subject], quick: bool) -> List[Figure]:
@@ -67,9 +79,24 @@ def run(subjects: List[Subject], quick: bool) -> List[Figure]:
             figure.results[subject.name] = Stat.of(samples)
             figure.details[subject.name] = details
     floor = Figure("cpu_bare_pyaudio_24000", "  floor: bare PyAudio stream, 20 ms blocks, 24 kHz", "% core", 100.0)
-    if why is None and subjects:
-        floor.results[subjects[0].name] = Stat.of(_bare_stream(24000, 480, 2.5 if quick else 4.0, 1 if quick else 3))
+    for subject in subjects:
+        if subject.name != OURS:
+            floor.results[subject.name] = Stat.missing(FLOOR_NOT_A_CLIENT)
+        elif why is None:
+            floor.results[OURS] = Stat.of(_bare_stream(24000, 480, 2.5 if quick else 4.0, 1 if quick else 3))
     figures.insert(1, floor)
+    received = Figure("cpu_receive_decode_24000", "CPU per second of audio, received + decoded, no device",
+                      "% core", 100.0)
+    for subject in subjects:
+        try:
+            samples, details = _cpu_per_second(subject, 24000, utterances, SHORT_SENTENCE if quick else SENTENCE,
+                                               idle=False, output="discard")
+        except Unsupported as exc:
+            received.results[subject.name] = Stat.missing(str(exc))
+            continue
+        received.results[subject.name] = Stat.of(samples)
+        received.details[subject.name] = details
+    figures.append(received)
     figures.extend(_decode_figures(subjects, quick))
     return figures
 
@@ -103,9 +130,10 @@ def _bare_stream(rate: int, frames: int, seconds: float, runs: int) -> List[floa
     return out
 
 
-def _cpu_per_second(subject: Subject, rate: int, utterances: int, sentence: str, idle: bool) -> "tuple[List[float], Dict[str, Any]]":
+def _cpu_per_second(subject: Subject, rate: int, utterances: int, sentence: str, idle: bool,
+                    output: str = "device") -> "tuple[List[float], Dict[str, Any]]":
     with EmulatorProcess() as emu:  # defaults: 4x real time, 20 ms to first chunk
-        subject.open(emu.base_url, output="device", sample_rate=rate)
+        subject.open(emu.base_url, output=output, sample_rate=rate)
         try:
             samples: List[float] = []
             audio = 0.0
@@ -133,7 +161,7 @@ def _cpu_per_second(subject: Subject, rate: int, utterances: int, sentence: str,
                     (time.process_time() - c0) / (time.monotonic() - w0) * 100, 3)
         finally:
             subject.close()
-    log(f"    {subject.name}: {audio:.1f} s of audio at {rate} Hz")
+    log(f"    {subject.name}: {audio:.1f} s of audio at {rate} Hz, output {output}")
     return samples, details
 
 

@@ -48,6 +48,17 @@ A first send on a freshly opened socket returns ~1 ms late here (the kernel runs
 the emulator's wake-up on the sender's CPU), which shows in ``send path`` and as a
 negative ``transit+server parse`` after an interrupt; it is not on the path to
 first audio beyond that.
+
+**Peers** (same emulator, same texts; their wrappers are in
+:mod:`benchmarks.peers`). The official SDK has no connection to keep warm:
+each ``synthesize()`` opens a socket and sleeps in 0.1 s steps until it is
+open, so its "warm" first audio is what every call of it costs (~100 ms);
+it cannot interrupt, so it has warm and idle trials only. pipecat keeps one
+socket; its first audio is when the pipeline's last processor gets the first
+``TTSAudioRawFrame``, and its interrupt queues an ``InterruptionFrame`` (its
+service then closes the socket and opens a new one before the next request).
+Neither reports when it sent a request, so their stage breakdowns are empty;
+the server's own time is subtracted the same way (requests are matched by text).
 """
 from __future__ import annotations
 
@@ -121,16 +132,22 @@ def run(subjects: List[Subject], quick: bool) -> List[Figure]:
         overhead.results[name] = Stat.of(r["warm"]["overhead"])
         overhead_idle.results[name] = Stat.of(r["idle"]["overhead"])
         e2e.results[name] = Stat.of(r["warm"]["e2e"])
+        if r["warm"]["stages"]:  # peers report no send time: no breakdown
+            overhead.details[name] = {"stages (ms)": r["warm"]["stages"]}
+            overhead_idle.details[name] = {"stages (ms)": r["idle"]["stages"]}
+        if subject.no_interrupt is not None:
+            mark_missing([after, after_abs, delayed, late], name, subject.no_interrupt)
+            continue
         after.results[name] = Stat.ratio(r["pairs"])
         after_abs.results[name] = Stat.of(r["after"]["e2e"])
         delayed.results[name] = Stat.ratio(r["idle_pairs"])
         late.results[name] = Stat.of(r["late_writes"])
-        overhead.details[name] = {"stages (ms)": r["warm"]["stages"]}
-        overhead_idle.details[name] = {"stages (ms)": r["idle"]["stages"]}
-        after.details[name] = {"stages (ms)": r["after"]["stages"]}
+        if r["after"]["stages"]:
+            after.details[name] = {"stages (ms)": r["after"]["stages"]}
         delayed.details[name] = {"e2e after interrupt (ms)": _ms(Stat.of(r["after_idle"]["e2e"])),
-                                 "e2e after idle (ms)": _ms(Stat.of(r["idle"]["e2e"])),
-                                 "stages after interrupt (ms)": r["after_idle"]["stages"]}
+                                 "e2e after idle (ms)": _ms(Stat.of(r["idle"]["e2e"]))}
+        if r["after_idle"]["stages"]:
+            delayed.details[name]["stages after interrupt (ms)"] = r["after_idle"]["stages"]
     return figures
 
 
@@ -167,20 +184,25 @@ def _measure(subject: Subject, emu: EmulatorProcess, writes: WriteLog, pairs: in
         subject.speak(f"Settle {i}.")
     emu.dump()
     started = time.monotonic()
+    interrupts = subject.no_interrupt is None  # without, only the warm and idle trials
     for i in range(pairs):
         timed("warm", f"W{i}.")
-        returned = interrupt_mid_stream(i)
-        first = timed("after", f"A{i}.")
-        late_writes.append(writes.count_between(returned, first if first is not None else returned))
+        if interrupts:
+            returned = interrupt_mid_stream(i)
+            first = timed("after", f"A{i}.")
+            late_writes.append(writes.count_between(returned, first if first is not None else returned))
         time.sleep(rng.uniform(0.0, 0.003))  # decorrelate from the emulator's timers
     for i in range(idle_trials):
         time.sleep(0.25)
         timed("idle", f"I{i}.")
-        interrupt_mid_stream(pairs + i)
-        time.sleep(0.25)
-        timed("after_idle", f"D{i}.")
-    log(f"    {subject.name}: {pairs} warm/after-interrupt pairs, {idle_trials} idle pairs "
-        f"in {time.monotonic() - started:.1f} s")
+        if interrupts:
+            interrupt_mid_stream(pairs + i)
+            time.sleep(0.25)
+            timed("after_idle", f"D{i}.")
+    silent = sum(1 for kind_rows in rows.values() for row in kind_rows if row["first"] is None)
+    log(f"    {subject.name}: {pairs} warm{'/after-interrupt pairs' if interrupts else ' trials'}, "
+        f"{idle_trials} idle {'pairs' if interrupts else 'trials'} in {time.monotonic() - started:.1f} s"
+        + (f"; {silent} gave no audio (left out)" if silent else ""))
     server = emu.by_text()
     def e2e(row: Dict[str, Any]) -> Optional[float]:
         return None if row["first"] is None else float(row["first"] - row["t0"])
@@ -197,7 +219,7 @@ def _measure(subject: Subject, emu: EmulatorProcess, writes: WriteLog, pairs: in
                 continue
             latencies.append(row["first"] - row["t0"])
             record = server.get(row["text"])
-            if record is not None and record.get("first_chunk") is not None:
+            if record is not None and record.get("first_chunk") is not None and record.get("received") is not None:
                 overhead.append(row["first"] - row["t0"] - (record["first_chunk"] - record["received"]))
         result[kind] = {"e2e": latencies, "overhead": overhead, "stages": _breakdown(kind_rows, server)}
     return result
@@ -209,7 +231,7 @@ def _breakdown(rows: List[Dict[str, Any]], server: Dict[str, Dict[str, Any]]) ->
         "send path", "transit+server parse", "server", "recv+parse", "decode+feed+play")}
     for row in rows:
         record = server.get(row["text"])
-        if (record is None or record.get("first_chunk") is None or row["first"] is None
+        if (record is None or record.get("first_chunk") is None or record.get("received") is None or row["first"] is None
                 or row.get("sent") is None or row.get("first_chunk") is None):
             continue
         parts["send path"].append(row["sent"] - row["t0"])

@@ -1,11 +1,14 @@
 """The table, the list of failures, the details, and the JSON file.
 
 Columns: ``figure | median | p95 | target | result`` for the first subject (ours),
-then ``median | p95`` for each further subject (peers). Values carry their unit.
+then ``median | p95 | ours/peer`` for each peer. Values carry their unit.
 A tail marked ``(p5)`` belongs to a higher-is-better figure (see
-:mod:`benchmarks.common`). ``result`` is ``pass``/``FAIL`` on the median,
+:mod:`benchmarks.common`). ``result`` is ``pass``/``FAIL`` on our median,
 ``info`` for figures without a target, ``n/a`` when not measured (the reason is
-listed under the table).
+listed under the table). ``ours/peer`` is our median divided by the peer's, the
+direction of the table's other ratios (measured / reference): below 1 ours is
+lower, which is better on every row but the throughput ones (``x realtime``).
+A peer's ``n/a [k]`` points to reason ``[k]`` in the legend under the table.
 """
 from __future__ import annotations
 
@@ -40,18 +43,34 @@ def _target(figure: Figure) -> str:
     return f"{op} {figure.target:g} {figure.unit}"
 
 
+def _ratio(ours: Stat, peer: Stat) -> str:
+    if ours.median is None or peer.median is None or ours.median < 0 or peer.median <= 0:
+        return ""  # no ratio of signed or zero values
+    value = ours.median / peer.median
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}" if value >= 1 else f"{value:.2g}"
+
+
 def table(figures: Sequence[Figure], subjects: Sequence[str]) -> str:
+    """The table, then (with peers) the ratio's direction and the peers' n/a reasons."""
     header = ["figure", "median", "p95", "target", "result"]
     for peer in subjects[1:]:
-        header += [f"{peer} median", f"{peer} p95"]
+        header += [f"{peer} median", f"{peer} p95", f"ours/{peer}"]
     rows: List[List[str]] = [header]
+    reasons: Dict[str, List[str]] = {}  # why -> peers; the legend numbers them in this order
     for figure in figures:
         ours = figure.results.get(subjects[0], Stat.missing("not run"))
         row = [figure.name, _cell(ours.median, figure), _cell(ours.tail, figure, tail=True),
                _target(figure), figure.verdict(subjects[0])]
         for peer in subjects[1:]:
             stat = figure.results.get(peer, Stat.missing("not run"))
-            row += [_cell(stat.median, figure), _cell(stat.tail, figure, tail=True)]
+            if stat.median is None:
+                why = stat.note or "no samples"
+                names = reasons.setdefault(why, [])
+                if peer not in names:
+                    names.append(peer)
+                row += [f"n/a [{list(reasons).index(why) + 1}]", "", ""]
+            else:
+                row += [_cell(stat.median, figure), _cell(stat.tail, figure, tail=True), _ratio(ours, stat)]
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     right = {i for i in range(1, len(header)) if i not in (3, 4)}
@@ -61,12 +80,17 @@ def table(figures: Sequence[Figure], subjects: Sequence[str]) -> str:
         lines.append(" | ".join(cells).rstrip())
         if n == 0:
             lines.append("-+-".join("-" * w for w in widths))
+    if len(subjects) > 1:
+        lines += ["", "ours/peer = our median / the peer's median (< 1: ours is lower; lower is better "
+                      "except on the 'x realtime' rows)."]
+        lines += [f"[{k}] {', '.join(names)}: {why}" for k, (why, names) in enumerate(reasons.items(), 1)]
     return "\n".join(lines)
 
 
 def machine_lines(machine: Dict[str, Any], mode: str, elapsed: float) -> str:
+    peers = f"   peers: {machine['peers']}" if machine.get("peers") else ""
     return (f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['python']}, {machine['os']}\n"
-            f"date: {machine['date']}   smallest_sync {machine['smallest_sync']}   "
+            f"date: {machine['date']}   smallest_sync {machine['smallest_sync']}{peers}   "
             f"run: {mode}, {elapsed:.0f} s   load average at the end: {machine.get('load', '?')}")
 
 

@@ -17,8 +17,9 @@ times taken here and in the client process are directly comparable.
 The child (``python -m benchmarks.server --config JSON``) prints one line,
 ``listening ws://HOST:PORT``, then answers commands on stdin, one JSON line each:
 
-* ``dump``: ``{"requests": {client_request_id: {"text", "received", "first_chunk"}}}``,
-  then forgets them (and clears ``emu.received``/``emu.served``, which keep PCM).
+* ``dump``: ``{"requests": {request_id: {"text", "received", "first_chunk"}}}``
+  (the client's ``request_id`` where it sent one, else the server's: the peers
+  send none), then forgets them (and clears ``emu.received``/``emu.served``, which keep PCM).
   ``received`` is ``emu.received[i].time``: when the emulator's handler got the
   request (after websockets parsed the frame); ``first_chunk`` is when the
   ``await ws.send()`` of the request's first ``chunk`` frame returned, i.e. the
@@ -45,6 +46,9 @@ import time
 from typing import Any, Dict, List, Optional
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: Peer workers run in another virtualenv; the emulator they talk to must still be
+#: this repository's, on the main venv's interpreter (its websockets, its numpy).
+EMULATOR_PYTHON_ENV = "SMALLEST_BENCH_EMULATOR_PYTHON"
 
 
 class EmulatorProcess:
@@ -52,10 +56,16 @@ class EmulatorProcess:
 
     Use as a context manager. ``config`` is a dict of :class:`EmulatorConfig`
     fields (``engine`` defaults to ``"tone"``: deterministic, no espeak-ng).
+    ``default_complete_backoff_ms`` defaults to 0 rather than the service's 4 s:
+    ours sends ``complete_backoff_ms=0`` anyway, but the official SDK sends none
+    and waits for ``complete`` at the end of every ``synthesize()``, so with 4 s
+    each of its utterances would last 4 s longer (dead time, not in any figure,
+    but 1000 utterances would take over an hour).
     """
 
     def __init__(self, **config: Any) -> None:
         config.setdefault("engine", "tone")
+        config.setdefault("default_complete_backoff_ms", 0.0)
         self.config = config
         self._proc: Optional["subprocess.Popen[str]"] = None
         self.base_url = ""
@@ -63,7 +73,8 @@ class EmulatorProcess:
 
     def start(self) -> "EmulatorProcess":
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.server", "--config", json.dumps(self.config)],
+            [os.environ.get(EMULATOR_PYTHON_ENV, sys.executable), "-m", "benchmarks.server",
+             "--config", json.dumps(self.config)],
             cwd=_REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             text=True, bufsize=1,
         )
@@ -93,7 +104,7 @@ class EmulatorProcess:
         return result
 
     def dump(self) -> Dict[str, Dict[str, Any]]:
-        """Requests seen since the last dump, by the client's ``request_id``."""
+        """Requests served since the last dump, by the client's ``request_id`` (or the server's)."""
         requests: Dict[str, Dict[str, Any]] = self._ask("dump")["requests"]
         return requests
 
@@ -160,14 +171,15 @@ def _child(config_json: str) -> int:
                 print("{}", flush=True)
             elif command == "dump":
                 requests: Dict[str, Dict[str, Any]] = {}
-                received: List[Any] = list(emulator.received)
-                for record in received:
-                    message = record.message or {}
-                    rid = message.get("request_id")
-                    text = message.get("text")
-                    if isinstance(rid, str) and isinstance(text, str) and text.strip():
-                        requests[rid] = {"text": text, "received": record.time,
-                                         "first_chunk": first_chunk.get(rid)}
+                received: Dict[Any, float] = {}
+                for record in list(emulator.received):
+                    text = (record.message or {}).get("text")
+                    if isinstance(text, str) and text.strip():
+                        received.setdefault((record.connection_id, text), record.time)
+                for served in list(emulator.served):
+                    key = served.external_request_id or served.request_id  # as timed_send keys it
+                    requests[key] = {"text": served.text, "first_chunk": first_chunk.get(key),
+                                     "received": received.get((served.connection_id, served.text))}
                 # Ask only between requests: a request still in flight when asked loses
                 # its record. Clearing also frees the PCM ``emu.served`` keeps.
                 first_chunk.clear()

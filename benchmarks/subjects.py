@@ -1,10 +1,11 @@
 """The clients being measured ("subjects"), behind one small interface.
 
-Figures talk to a :class:`Subject`, never to a library directly, so a peer (the
-official ``smallestai`` SDK, pipecat's Smallest TTS service) is added by writing
-one more subclass and listing it in :data:`SUBJECTS`; every figure it can support
-then gets a column for it, and figures it cannot support show ``n/a`` (raise
-:class:`Unsupported`).
+Figures talk to a :class:`Subject`, never to a library directly. Ours is
+:class:`SmallestSync` (:data:`SUBJECTS`); the peers (the official ``smallestai``
+SDK, pipecat's Smallest TTS service) subclass :class:`Subject` too, in
+:mod:`benchmarks.peers`, and run in worker processes of their own virtualenv.
+Every figure a subject can support gets a value in its column; what it cannot
+do raises :class:`Unsupported` with the precise reason, shown as ``n/a``.
 
 What a subject must offer:
 
@@ -21,6 +22,8 @@ What a subject must offer:
 * optionally ``buffered_seconds()``, ``output_latency()`` and ``frame_decoder()``
   (a fresh per-request function: server text frame -> int16 samples, for the
   decode-throughput figure).
+* ``no_interrupt``: None, or why the client cannot stop speech in progress (the
+  after-interrupt figures then show it, and only the warm trials are run).
 """
 from __future__ import annotations
 
@@ -64,9 +67,16 @@ class Handle:
         """Client-side monotonic times of the request's life, where known."""
         return {}
 
+    @property
+    def error(self) -> Optional[BaseException]:
+        """Why the utterance failed, if it did (peers' ``wait()`` does not raise it)."""
+        return None
+
 
 class Subject:
     name = "?"
+    #: Why this client cannot interrupt speech in progress (None: it can).
+    no_interrupt: Optional[str] = None
 
     def open(self, base_url: str, *, sample_rate: int = 24000, output: str = "sink",
              on_write: Optional[Callable[[Any], None]] = None) -> None:
@@ -82,7 +92,7 @@ class Subject:
         return handle
 
     def interrupt(self) -> None:
-        raise NotImplementedError
+        raise Unsupported(self.no_interrupt or "interrupt")
 
     def close(self) -> None:
         raise NotImplementedError
@@ -129,6 +139,11 @@ class _SmallestHandle(Handle):
     @property
     def duration(self) -> float:
         return float(self.utterance.duration)
+
+    @property
+    def error(self) -> Optional[BaseException]:
+        value: Optional[BaseException] = self.utterance.error
+        return value
 
     def times(self) -> Dict[str, Optional[float]]:
         u = self.utterance
@@ -198,8 +213,19 @@ class SmallestSync(Subject):
         return frame_to_pcm
 
 
-#: Columns of the table, ours first (targets are judged on it).
+#: Subjects measured in this process; ours first (targets are judged on it).
+#: Peers are listed in :data:`benchmarks.peers.PEERS`.
 SUBJECTS: List[Type[Subject]] = [SmallestSync]
+
+
+def by_name(name: str) -> Subject:
+    """A fresh subject, ours or a peer (importing a peer needs the peers' venv)."""
+    for cls in SUBJECTS:
+        if cls.name == name:
+            return cls()
+    from .peers import load
+
+    return load(name)()
 
 
 def wait_first_audio(handle: Handle, timeout: float = 5.0) -> Optional[float]:
