@@ -49,6 +49,8 @@ from typing import Any, Dict, List
 
 import numpy as np
 
+from smallest_sync.audio import DEFAULT_BLOCK_MS
+
 from .common import OURS, REPO, Figure, Stat, diff_cpu, log, sink_ready, thread_cpu
 from .server import EmulatorProcess
 from .subjects import Subject, Unsupported
@@ -78,12 +80,14 @@ def run(subjects: List[Subject], quick: bool) -> List[Figure]:
                 continue
             figure.results[subject.name] = Stat.of(samples)
             figure.details[subject.name] = details
-    floor = Figure("cpu_bare_pyaudio_24000", "  floor: bare PyAudio stream, 20 ms blocks, 24 kHz", "% core", 100.0)
+    floor = Figure("cpu_bare_pyaudio_24000", f"  floor: bare PyAudio stream, {DEFAULT_BLOCK_MS} ms blocks, 24 kHz",
+                   "% core", 100.0)
     for subject in subjects:
         if subject.name != OURS:
             floor.results[subject.name] = Stat.missing(FLOOR_NOT_A_CLIENT)
         elif why is None:
-            floor.results[OURS] = Stat.of(_bare_stream(24000, 480, 2.5 if quick else 4.0, 1 if quick else 3))
+            floor.results[OURS] = Stat.of(_bare_stream(24000, 24000 * DEFAULT_BLOCK_MS // 1000, 2.5 if quick else 4.0,
+                                                         1 if quick else 3))
     figures.insert(1, floor)
     received = Figure("cpu_receive_decode_24000", "CPU per second of audio, received + decoded, no device",
                       "% core", 100.0)

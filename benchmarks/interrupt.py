@@ -14,7 +14,9 @@ sample was taken by the device, and interrupts.
 * **audio after interrupt, bound** = samples the output took after ``interrupt()``
   returned (``track.taken`` then vs. 0.3 s later; the player promises 0) / rate +
   the output's reported latency (``stream.get_output_latency()``). It is what
-  would still be heard if the device's buffer were *not* flushed.
+  would still be heard if the device's buffer were *not* dropped; ours is (the
+  stream is closed, which aborts it), so this is shown for information and the
+  target is judged on what the sink heard.
 * **audio after interrupt, heard (sink)**: from the recording. The trial's samples
   are located exactly (``tests.sink.find_segment`` on the emulator's deterministic
   tone, recomputed with ``smallest_sync.emulator.synthesize``); the recording
@@ -71,7 +73,10 @@ def _text(i: int) -> str:
 def run(subjects: List[Subject], quick: bool) -> List[Figure]:
     trials = 6 if quick else 25
     returns = Figure("interrupt_return", "interrupt() returns", "ms", 1e3, "<=", 5.0)
-    bound = Figure("after_interrupt_bound", "audio after interrupt: taken after + latency", "ms", 1e3, "<=", 30.0)
+    # Judged on what the sink heard: interrupt() drops the device buffer, so the bound
+    # (which assumes it plays out) over-states; it stays for hosts where a drop is not possible.
+    bound = Figure("after_interrupt_bound", "audio after interrupt, if the device buffer played: taken + latency",
+                   "ms", 1e3)
     heard = Figure("after_interrupt_heard", "audio after interrupt, heard on the sink", "ms", 1e3, "<=", 30.0)
     device_first = Figure("first_audio_device", "first audio heard on device (warm, server 0 ms)", "ms", 1e3)
     figures = [returns, bound, heard, device_first]

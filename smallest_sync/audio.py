@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: PortAudio block of :class:`DeviceOutput`: each block wakes PortAudio's thread, Python's
+#: callback and the sound server's client; 30 ms costs ~0.9 % of a core per second of
+#: speech here against 1.1-1.2 % for 20 ms, and is heard ~30 ms later (two blocks queued).
+DEFAULT_BLOCK_MS = 30
+
 __all__ = [
     "AudioOutput",
     "DeviceOutput",
@@ -256,7 +261,7 @@ class DeviceOutput(AudioOutput):
 
     kind = "device"
 
-    def __init__(self, device: Union[int, str, None] = None, *, block_ms: int = 30) -> None:
+    def __init__(self, device: Union[int, str, None] = None, *, block_ms: int = DEFAULT_BLOCK_MS) -> None:
         self.device = device
         self._block_ms = block_ms
         self._pa: Any = None

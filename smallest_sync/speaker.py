@@ -52,7 +52,7 @@ __all__ = ["Speaker", "DEFAULT_BASE_URL", "API_KEY_ENV"]
 DEFAULT_BASE_URL = "wss://api.smallest.ai"
 API_KEY_ENV = "SMALLEST_API_KEY"
 _JOIN_TIMEOUT = 5.0
-_EVENTS_KEPT = 1000  # Speaker.events keeps the latest this many when nobody reads it
+_EVENTS_KEPT = 256  # Speaker.events keeps the latest this many when nobody reads it (a poll loop reads far faster)
 _session_serials = itertools.count(1)
 
 
@@ -171,7 +171,7 @@ class Speaker(SenderLoop, FrameRouter):
         self._on_word, self._on_start, self._on_end, self._on_error = on_word, on_start, on_end, on_error
         self._on_audio = on_audio
         #: Every Start/Word/End/Error event, for programs that poll (GUI loops). Keeps
-        #: the latest 1000 when nobody reads it.
+        #: the latest 256 when nobody reads it.
         self.events: "queue.Queue[Event]" = queue.Queue(maxsize=_EVENTS_KEPT)
         self._streams: List[threading.Thread] = []  # say_stream() token readers
         self._stall_mark = None
