@@ -1,6 +1,7 @@
 """Speaker(cache_dir=...): phrases spoken before replay from disk, instantly and offline."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Callable, List
 
@@ -25,13 +26,16 @@ def test_a_phrase_spoken_before_replays_from_disk_with_the_same_audio_and_words(
     first_out, again_out = MemoryOutput(), MemoryOutput()
     first = make_speaker(output=first_out, cache_dir=tmp_path).speak(PROMPT)
     heard: List[WordEvent] = []
-    again = make_speaker(output=again_out, cache_dir=tmp_path, on_word=heard.append).speak(PROMPT)
+    callbacks_done = threading.Event()  # callbacks run in order on the events thread, after speak() may return
+    again = make_speaker(output=again_out, cache_dir=tmp_path, on_word=heard.append,
+                         on_end=lambda _: callbacks_done.set()).speak(PROMPT)
     assert (first.cached, again.cached) == (False, True)
     assert _requests(emulator) == [PROMPT]  # the second Speaker sent nothing
     assert np.array_equal(again_out.samples(), first_out.samples()) and len(first_out.samples())
     assert [(w.word, w.start, w.end) for w in again.words] == [(w.word, w.start, w.end) for w in first.words]
     assert [w.word for w in again.words] == PROMPT.split()
     assert [w.index for w in again.words] == list(range(len(PROMPT.split())))
+    assert callbacks_done.wait(5.0)
     assert [w.word for w in heard] == PROMPT.split()  # on_word fires for replayed words too
 
 
