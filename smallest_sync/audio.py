@@ -126,7 +126,7 @@ class WavOutput(AudioOutput):
         try:
             self._file = open(self.path, "wb")
         except OSError as exc:
-            raise ConfigurationError(f"cannot write WAV file {self.path!r}: {exc}") from exc
+            raise ConfigurationError(f"cannot write WAV file {self.path!r}: {exc.strerror or exc}") from exc
         wav = wave.open(self._file, "wb")
         wav.setnchannels(1)
         wav.setsampwidth(2)

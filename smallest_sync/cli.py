@@ -36,7 +36,7 @@ from .errors import (
 )
 from .events import EndEvent, StartEvent, WordEvent
 from .settings import DEFAULT_VOICES, LANGUAGES, MODELS, SAMPLE_RATES, SPEED_RANGE
-from .speaker import API_KEY_ENV, DEFAULT_BASE_URL, Speaker
+from .speaker import API_KEY_ENV, DEFAULT_BASE_URL, Speaker, resolve_api_key
 from .utterance import Utterance
 from .voices import list_voices
 
@@ -160,17 +160,6 @@ def _list_devices(quiet: bool) -> int:
     return EXIT_OK
 
 
-def _wav_output(path: str) -> WavOutput:
-    # Checked here because the stdlib's wave module, when it cannot open a file,
-    # also prints an "Exception ignored" traceback from its destructor.
-    try:
-        with open(path, "ab"):
-            pass
-    except OSError as exc:
-        raise ConfigurationError(f"cannot write WAV file {path!r}: {exc.strerror or exc}") from exc
-    return WavOutput(path)
-
-
 class _Session:
     """Speaks a source's pieces, one utterance each, and waits until all are heard.
 
@@ -257,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
         return _list_devices(quiet=not args.verbose)
     source = None if args.list_voices else choose_source(args.text, args.file)  # usage errors before anything starts
     with contextlib.ExitStack() as stack:
-        api_key = os.environ.get(API_KEY_ENV)
+        api_key = resolve_api_key()
         base_url = args.base_url or DEFAULT_BASE_URL
         if args.emulator:
             base_url = stack.enter_context(_emulator())
@@ -273,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
             speaker = stack.enter_context(Speaker(
                 api_key, base_url=base_url, voice=args.voice, model=args.model, language=args.language,
                 speed=args.speed, sample_rate=args.sample_rate,
-                output=_wav_output(args.out) if args.out else DeviceOutput(args.device),
+                output=WavOutput(args.out) if args.out else DeviceOutput(args.device),
                 on_word=session.on_word if args.captions else None, on_start=session.on_start, on_end=session.on_end,
             ))
         if not session.run(speaker):

@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, List, Optional, Union
 
 import numpy as np
 
-from .audio import OutputSpec, make_output
+from .audio import OutputSpec, WavOutput, make_output
 from .connection import live_url
 from .errors import AudioDeviceError, ConfigurationError, SmallestError, SpeakerClosedError, SynthesisTimeout
 from ._types import Pcm
@@ -54,6 +54,11 @@ API_KEY_ENV = "SMALLEST_API_KEY"
 _JOIN_TIMEOUT = 5.0
 _EVENTS_KEPT = 256  # Speaker.events keeps the latest this many when nobody reads it (a poll loop reads far faster)
 _session_serials = itertools.count(1)
+
+
+def resolve_api_key(api_key: Optional[str] = None) -> str:
+    """``api_key``, else ``$SMALLEST_API_KEY``, stripped; "" when there is none."""
+    return (api_key if api_key is not None else os.environ.get(API_KEY_ENV) or "").strip()
 
 
 class Speaker(SenderLoop, FrameRouter):
@@ -147,13 +152,13 @@ class Speaker(SenderLoop, FrameRouter):
         )
         self.base_url = base_url
         self._url = live_url(base_url, allow_insecure=allow_insecure)
-        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
-        if not key or not key.strip():
+        key = resolve_api_key(api_key)
+        if not key:
             raise ConfigurationError(
                 f"no API key: pass api_key= or set {API_KEY_ENV} (get one at https://waves.smallest.ai); "
                 "to work offline, run the bundled emulator (python -m smallest_sync.emulator)"
             )
-        self._api_key = key.strip()
+        self._api_key = key
         for name, value in (("timeout", timeout), ("keepalive_interval", keepalive_interval)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigurationError(f"{name} must be a positive number of seconds; got {value!r}")
@@ -336,15 +341,20 @@ class Speaker(SenderLoop, FrameRouter):
         return np.concatenate(utterance._collected) if utterance._collected else np.zeros(0, np.int16)
 
     def save(self, text: str, path: str, *, timeout: Optional[float] = None) -> None:
-        """Synthesize ``text`` into a mono 16-bit WAV file at ``path``."""
-        pcm = self.synthesize(text, timeout=timeout)
-        import wave  # only save() pays for it
+        """Synthesize ``text`` into a mono 16-bit WAV file at ``path``.
 
-        with wave.open(path, "wb") as wav:
-            wav.setnchannels(1)
-            wav.setsampwidth(2)
-            wav.setframerate(self._settings.sample_rate)
-            wav.writeframes(pcm.astype("<i2", copy=False).tobytes())
+        An unwritable ``path`` raises ConfigurationError before anything is sent; a
+        failed synthesis leaves no file behind.
+        """
+        wav = WavOutput(path)
+        wav.open(self._settings.sample_rate)
+        try:
+            wav.write(self.synthesize(text, timeout=timeout))
+        except BaseException:
+            wav.close()
+            os.remove(path)
+            raise
+        wav.close()
 
     def pause(self) -> None:
         """Hold playback where it is (nothing is dropped); :meth:`resume` carries on."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import ssl
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
@@ -25,7 +24,7 @@ from .errors import (
     SmallestConnectionError,
 )
 from .settings import MODELS
-from .speaker import API_KEY_ENV, DEFAULT_BASE_URL
+from .speaker import API_KEY_ENV, DEFAULT_BASE_URL, resolve_api_key
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +87,7 @@ def list_voices(
             ``code`` = the HTTP status.
         ProtocolError: the answer was not the catalogue's JSON.
     """
-    key = (api_key if api_key is not None else os.environ.get(API_KEY_ENV) or "").strip()
+    key = resolve_api_key(api_key)
     if not key:
         raise ConfigurationError(f"no API key: pass api_key= or set {API_KEY_ENV}")
     url = voices_url(base_url, model, allow_insecure=allow_insecure)

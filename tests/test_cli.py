@@ -214,8 +214,9 @@ def test_empty_stdin_is_a_usage_error(emulator: Emulator) -> None:
     assert "nothing to say" in one_line_error(result)
 
 
-def test_without_a_key_it_says_how_to_get_one() -> None:
-    result = run(["Hello."])
+@pytest.mark.parametrize("key", [None, "   "])
+def test_without_a_key_it_says_how_to_get_one(key: Optional[str]) -> None:
+    result = run(["Hello."], env=None if key is None else {"SMALLEST_API_KEY": key})
     assert result.returncode == 3
     line = one_line_error(result)
     assert "SMALLEST_API_KEY" in line and "--emulator" in line

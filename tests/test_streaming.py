@@ -10,7 +10,7 @@ from typing import Callable, Iterator, List
 import numpy as np
 import pytest
 
-from smallest_sync import AudioEvent, MemoryOutput, SmallestError, Speaker
+from smallest_sync import AudioEvent, ConfigurationError, MemoryOutput, SmallestError, Speaker
 from smallest_sync.emulator import Emulator, synthesize
 
 from .conftest import RecordingOutput
@@ -115,6 +115,10 @@ def test_synthesize_and_save_return_audio_without_playing(
         saved = np.frombuffer(wav.readframes(wav.getnframes()), "<i2")
     assert np.array_equal(saved, emulator.served[-1].pcm)
     assert output.samples().size == 0
+    requests = len(emulator.served)
+    with pytest.raises(ConfigurationError, match="cannot write WAV file"):
+        speaker.save("Nowhere to go.", str(tmp_path / "missing" / "x.wav"))
+    assert len(emulator.served) == requests  # refused before anything was sent
 
 
 def test_on_audio_sees_every_chunk_as_it_arrives(emulator: Emulator, make_speaker: Callable[..., Speaker]) -> None:
