@@ -231,6 +231,7 @@ def _alaw_table() -> "np.ndarray[Any, np.dtype[np.int16]]":
 # G.711 decodes by table look-up; the stdlib's audioop is gone in Python 3.13.
 _G711 = {"ulaw": _ulaw_table(), "alaw": _alaw_table()}
 _EMPTY = np.zeros(0, dtype=np.int16)
+_EMPTY.flags.writeable = False
 
 
 class PcmDecoder:
@@ -251,10 +252,15 @@ class PcmDecoder:
         self._in_header = output_format == "wav"
 
     def decode(self, payload: bytes) -> "np.ndarray[Any, np.dtype[np.int16]]":
-        """Samples of this payload (may be empty while a header or half sample is pending)."""
+        """Samples of this payload (may be empty while a header or half sample is pending).
+
+        Read-only: the player, ``on_audio`` and the phrase cache share them.
+        """
         table = _G711.get(self._format)
         if table is not None:
-            return table[np.frombuffer(payload, dtype=np.uint8)]
+            pcm = table[np.frombuffer(payload, dtype=np.uint8)]
+            pcm.flags.writeable = False
+            return pcm
         data = self._pending + payload if self._pending else payload
         if self._in_header:
             data = self._skip_wav_header(data)
@@ -265,8 +271,9 @@ class PcmDecoder:
         self._pending = data[usable:]
         if not usable:
             return _EMPTY
-        # Copy: frombuffer views are read-only and tied to the payload's lifetime.
-        return np.frombuffer(data, dtype="<i2", count=usable // 2).astype(np.int16)
+        # A read-only view of the payload (it keeps the bytes alive); a copy only on
+        # big-endian machines, where the samples must be swapped.
+        return np.frombuffer(data, dtype="<i2", count=usable // 2).astype(np.int16, copy=False)
 
     @property
     def pending_bytes(self) -> int:

@@ -70,7 +70,6 @@ class FrameRouter(SpeakerCore):
                 request.error = exc
                 self._lock.notify_all()
             return
-        pcm.flags.writeable = False  # shared by the player and on_audio: nobody may change it
         utterance._timeline.audio((request.client_id, event.request_id), len(pcm))
         if self._on_audio is not None and len(pcm):
             self._events.emit(self._on_audio, AudioEvent(pcm, utterance))
