@@ -55,8 +55,7 @@ class Settings:
     output_format: str = "pcm"
 
     def __post_init__(self) -> None:
-        if self.model not in MODELS:
-            raise ConfigurationError(f"model must be one of {', '.join(MODELS)}; got {self.model!r}")
+        validate_model(self.model)
         if self.voice is None:
             object.__setattr__(self, "voice", DEFAULT_VOICES[self.model])
         elif not isinstance(self.voice, str) or not _ID_RE.match(self.voice):
@@ -86,6 +85,13 @@ class Settings:
         if "model" in changes and "voice" not in changes and self.voice == DEFAULT_VOICES[self.model]:
             changes["voice"] = None
         return dataclasses.replace(self, **changes)
+
+
+def validate_model(model: object) -> str:
+    """``model`` if it is one of :data:`MODELS`, else ConfigurationError."""
+    if model not in MODELS:
+        raise ConfigurationError(f"model must be one of {', '.join(MODELS)}; got {model!r}")
+    return str(model)
 
 
 def validate_text(text: object) -> str:

@@ -66,10 +66,18 @@ class SocketPool:
         """Lock held: retire ``conn``, whose stream is stale, and make the standby the
         primary at once; a new standby is opened behind it."""
         self.retire(conn)
-        standby = self.standby_conn
-        if self.conn is None and standby is not None and standby.alive:
-            self.conn, self.standby_conn = standby, None
+        if self.conn is None:
+            self._promote_standby()
         self.wanted = True
+
+    def _promote_standby(self) -> Optional[Connection]:
+        """Lock held: make an open standby the primary (a new standby will follow)."""
+        standby = self.standby_conn
+        if standby is None or not standby.alive:
+            return None
+        self.conn, self.standby_conn = standby, None
+        self.wanted = True
+        return standby
 
     def take_retired(self) -> List[Connection]:
         """Lock held: the retired sockets, for the caller to close without the lock."""
@@ -104,11 +112,7 @@ class SocketPool:
             self.conn = None
             if self.fatal_error is not None:
                 raise _again(self.fatal_error)
-            standby = self.standby_conn
-            promoted = standby if standby is not None and standby.alive else None
-            if promoted is not None:
-                self.conn, self.standby_conn = promoted, None
-                self.wanted = True  # and a new standby
+            promoted = self._promote_standby()
         if conn is not None:
             conn.close()
         if promoted is not None:

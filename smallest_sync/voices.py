@@ -23,7 +23,7 @@ from .errors import (
     ProtocolError,
     SmallestConnectionError,
 )
-from .settings import MODELS
+from .settings import validate_model
 from .speaker import API_KEY_ENV, DEFAULT_BASE_URL, resolve_api_key
 
 logger = logging.getLogger(__name__)
@@ -55,8 +55,7 @@ def voices_url(base_url: str, model: str, *, allow_insecure: bool = False) -> st
     Plain ``ws://`` is refused for non-loopback hosts unless ``allow_insecure``,
     exactly as for the live socket: the key would travel in clear text.
     """
-    if model not in MODELS:
-        raise ConfigurationError(f"model must be one of {', '.join(MODELS)}; got {model!r}")
+    validate_model(model)
     live_url(base_url, allow_insecure=allow_insecure)  # the same checks as the socket's
     parts = urlsplit(base_url.rstrip("/"))
     scheme = "https" if parts.scheme == "wss" else "http"
