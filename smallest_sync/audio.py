@@ -345,10 +345,10 @@ class DeviceOutput(AudioOutput):
 
     def close(self) -> None:
         stream, self._stream = self._stream, None
+        self._render = None
         if stream is not None:
             try:
-                stream.stop_stream()
-                stream.close()
+                stream.close()  # aborts a running stream: no stop first (it may wait, and a failed stop left it open)
             except (IOError, OSError) as exc:
                 logger.warning("closing the audio stream failed: %s", exc)
         pa, self._pa = self._pa, None
