@@ -1,8 +1,8 @@
 """Figure 4: CPU per second of audio played, and decode throughput.
 
 **CPU per second of audio** (24 kHz and 44.1 kHz): the client plays on PortAudio's
-default device (the PulseAudio null sink: a real PortAudio stream, callback
-thread, libpulse thread and all), against the emulator in its own process at its
+default device (the PulseAudio null sink: a real PortAudio stream, libpulse
+thread and all), against the emulator in its own process at its
 defaults (4× real time, 20 ms to first chunk), so only the client's CPU is counted.
 Utterances of ~4 s (``--quick``: ~2.6 s) are spoken one after another with ``speak()``; for each, the
 process CPU time (``time.process_time()``: user + system, every thread of the
@@ -11,14 +11,14 @@ process, PortAudio's and libpulse's included) spent from the end of the previous
 (``Utterance.duration``). The gap between utterances (first audio of the next) is
 in the numerator, not the denominator, so the figure slightly over-states.
 Reported as a percentage of one core. The details give the CPU per thread over
-the whole phase (``/proc/self/task``, 10 ms ticks; ``native:python`` is
-PortAudio's callback thread, ``native:threaded-ml`` libpulse's) and the idle cost
-of an open Speaker with nothing to say.
+the whole phase (``/proc/self/task``, 10 ms ticks; ``native:threaded-ml`` is
+libpulse's) and the idle cost of an open Speaker with nothing to say.
 
-**The floor**: a bare PyAudio callback stream in a fresh process, same rate and
-block (20 ms, what ``DeviceOutput`` uses), callback returning a constant buffer:
-what any Python client playing through PyAudio this way pays before doing
-anything. Shown for information next to the figure, measured in the same run.
+**The floor**: a bare PyAudio stream in a fresh process, same rate and block as
+``DeviceOutput`` (``DEFAULT_BLOCK_MS``), one Python thread writing a constant
+buffer with blocking ``write()``: what any Python client playing through PyAudio
+pays before doing anything (a callback stream costs more: see ``audio.py``).
+Shown for information next to the figure, measured in the same run.
 
 **CPU per second of audio, received + decoded, no device** (24 kHz): the same
 utterances and emulator, with the output discarding samples as fast as they
@@ -111,18 +111,19 @@ rate, frames, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 data = bytes(range(256)) * (2 * frames // 256 + 1)
 data = data[:2 * frames]
 pa = pyaudio.PyAudio()
-stream = pa.open(format=pyaudio.paInt16, channels=1, rate=rate, output=True, frames_per_buffer=frames,
-                 stream_callback=lambda i, n, t, s: (data, pyaudio.paContinue))
-time.sleep(0.5)
+stream = pa.open(format=pyaudio.paInt16, channels=1, rate=rate, output=True, frames_per_buffer=frames)
+for _ in range(int(0.5 * rate / frames)):
+    stream.write(data, frames)
 c, w = time.process_time(), time.monotonic()
-time.sleep(seconds)
+for _ in range(int(seconds * rate / frames)):
+    stream.write(data, frames)
 print((time.process_time() - c) / (time.monotonic() - w))
-stream.stop_stream(); stream.close(); pa.terminate()
+stream.close(); pa.terminate()
 """
 
 
 def _bare_stream(rate: int, frames: int, seconds: float, runs: int) -> List[float]:
-    """CPU fraction of a bare PyAudio callback stream, one fresh process per run."""
+    """CPU fraction of a bare PyAudio stream fed by blocking writes, one fresh process per run."""
     out = []
     for _ in range(runs):
         result = subprocess.run([sys.executable, "-c", _BARE, str(rate), str(frames), str(seconds)], cwd=REPO,

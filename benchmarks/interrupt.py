@@ -13,25 +13,25 @@ sample was taken by the device, and interrupts.
 * **interrupt() returns**: ``perf_counter`` around the call, on the calling thread.
 * **audio after interrupt, bound** = samples the output took after ``interrupt()``
   returned (``track.taken`` then vs. 0.3 s later; the player promises 0) / rate +
-  the output's reported latency (``stream.get_output_latency()``). It is what
-  would still be heard if the device's buffer were *not* dropped; ours is (the
-  stream is closed, which aborts it), so this is shown for information and the
-  target is judged on what the sink heard.
+  what the device buffer can still play: the output's reported latency
+  (``stream.get_output_latency()``), or, for a client that drops its device buffer
+  (ours closes the stream, which aborts it), the time from ``interrupt()``
+  returning to that drop (``Player.flushed_at``) if shorter: a device plays in
+  real time, so no more than that can come out of the buffer before it is
+  dropped. A bound from the client's own clocks; the target is judged on what
+  the sink heard.
 * **audio after interrupt, heard (sink)**: from the recording. The trial's samples
   are located exactly (``tests.sink.find_segment`` on the emulator's deterministic
   tone, recomputed with ``smallest_sync.emulator.synthesize``); the recording
   matches the served PCM sample for sample up to the cut, so the number of samples
   actually *heard* is the first mismatch. What was being heard when
-  ``interrupt()`` returned is placed with the device's own clock: the first sample
-  was taken at ``first_taken_at`` and heard ``d0`` later (PortAudio's
-  ``output_buffer_dac_time − current_time`` of that callback, i.e.
-  ``Utterance.heard_at − first_taken_at``), and playback is continuous from there.
+  ``interrupt()`` returned is placed with the client's own clock: the first sample
+  was taken at ``first_taken_at`` and heard ``d0`` later (the device buffer ahead
+  of it when it was written, i.e. ``Utterance.heard_at − first_taken_at``), and
+  playback is continuous from there.
   heard after = (samples heard − (returned − first_taken_at − d0) · rate) / rate.
   A second estimate places the interrupt with the recorder's clock instead
-  (``SinkRecorder.index_at``, documented as ±20 ms); it is in the details. The two
-  differ by a constant ~10 ms here: PortAudio's reported delay is ~10 ms longer
-  than what the sink shows (the README measures the same for word events), so the
-  figure, using PortAudio's clock, errs on the long side. A trial whose recording
+  (``SinkRecorder.index_at``, documented as ±20 ms); it is in the details. A trial whose recording
   is not silent after the first mismatch (an underrun or glitch, not the cut) is
   left out and counted in the details.
 
@@ -39,12 +39,14 @@ Peers: the official SDK plays nothing (every figure here is n/a for it).
 pipecat plays through its ``LocalAudioTransport`` (PyAudio blocking writes);
 its ``interrupt()`` queues an ``InterruptionFrame``, and returns once the
 pipeline's loop has taken it (see :mod:`benchmarks.peers.pipecat_tts`). It
-reports no device time, so "heard on device" is n/a for it (the recording's
-clock, ±20 ms, is too coarse for a figure of a few ms; it is in the details),
-and for "heard after interrupt" its first sample is placed on the recording's
-clock (``index_at``) instead of PortAudio's, which compares it with ours on
-PortAudio's clock, ~10 ms late against the recording (the details give ours on
-the recording's clock too: the comparison errs in pipecat's favour). Its handle counts samples when
+reports no time its audio is heard, so for "heard after interrupt" its first
+sample is placed on the recording's clock (``index_at``); the details give ours
+on that clock too.
+
+**First audio heard on the sink** (warm, the emulator's first chunk at 0 ms):
+from ``say()`` to the trial's first sample in the recording, on the recording's
+clock for every client (its offset, 0..8 ms early, is the same for all). Each
+client's own estimate, where it has one, is in the details. Its handle counts samples when
 PyAudio's blocking ``write()`` has returned, i.e. most of the 20 ms chunk
 already played: "taken after" and "flushed" mean less for it than for ours.
 """
@@ -62,8 +64,7 @@ from .server import EmulatorProcess
 from .subjects import Subject, Unsupported, wait_first_audio
 
 RATE = 24000
-NO_DEVICE_TIME = ("no device time: it reports no time its audio is heard (PyAudio blocking write()), and the "
-                  "recording's clock (+-20 ms) cannot place a few ms (details)")
+NO_DEVICE_TIME = "none: it reports no time its audio is heard"
 
 
 def _text(i: int) -> str:
@@ -78,7 +79,7 @@ def run(subjects: List[Subject], quick: bool) -> List[Figure]:
     bound = Figure("after_interrupt_bound", "audio after interrupt, if the device buffer played: taken + latency",
                    "ms", 1e3)
     heard = Figure("after_interrupt_heard", "audio after interrupt, heard on the sink", "ms", 1e3, "<=", 30.0)
-    device_first = Figure("first_audio_device", "first audio heard on device (warm, server 0 ms)", "ms", 1e3)
+    device_first = Figure("first_audio_device", "first audio heard on the sink (warm, server 0 ms)", "ms", 1e3)
     figures = [returns, bound, heard, device_first]
     why = sink_ready()
     if why is not None:
@@ -112,15 +113,17 @@ def run(subjects: List[Subject], quick: bool) -> List[Figure]:
         returns.results[name] = Stat.of([r["returns"] for r in rows])
         bound.results[name] = Stat.of([r["bound"] for r in rows if r["bound"] is not None])
         heard.results[name] = Stat.of([r["heard_after"] for r in ok])
-        heard_at = [r["heard"] - r["t0"] for r in rows if r["heard"] is not None]
-        device_first.results[name] = Stat.of(heard_at) if heard_at else Stat.missing(NO_DEVICE_TIME)
-        by_recording = Stat.of([r["heard_rec"] - r["t0"] for r in rows if "heard_rec" in r])
-        device_first.details[name] = {"on the sink recording's clock (+-20 ms), median/p95 (ms)": [
-            round((by_recording.median or 0) * 1e3, 1), round((by_recording.tail or 0) * 1e3, 1)]}
+        device_first.results[name] = Stat.of([r["heard_rec"] - r["t0"] for r in rows if "heard_rec" in r])
+        heard_at = Stat.of([r["heard"] - r["t0"] for r in rows if r["heard"] is not None])
+        device_first.details[name] = {"by the client's own clock, median/p95 (ms)": [
+            round(heard_at.median * 1e3, 1), round((heard_at.tail or 0) * 1e3, 1)]
+            if heard_at.median is not None else NO_DEVICE_TIME}
         returns.details[name] = {"max (ms)": round(max(r["returns"] for r in rows) * 1e3, 3)}
         bound.details[name] = {
             "samples taken after interrupt() returned": sorted({r["taken_after"] for r in rows}),
             "reported output latency (ms)": sorted({round(r["latency"] * 1e3, 2) for r in rows if r["latency"]}),
+            "device buffer dropped after interrupt() returned, per trial (ms)": [
+                round(r["dropped_after"] * 1e3, 2) for r in rows if r["dropped_after"] is not None] or "never",
         }
         heard.details[name] = {
             "trials located in the recording": f"{len(ok)}/{len(rows)}",
@@ -151,6 +154,7 @@ def _trials(subject: Subject, trials: int) -> List[Dict[str, Any]]:
         if first is None:
             raise RuntimeError("the device took no audio")
         time.sleep(rng.uniform(0.3, 0.8))
+        a_monotonic = time.monotonic()
         a = time.perf_counter()
         subject.interrupt()
         b = time.perf_counter()
@@ -162,11 +166,14 @@ def _trials(subject: Subject, trials: int) -> List[Dict[str, Any]]:
         handle.wait(2)
         time.sleep(0.3)  # the reconnect, the device flush and the recording catch up
         taken_after = None if taken_at_return is None else handle.taken - taken_at_return
+        flushed = subject.device_flushed_at()
+        dropped_after = None if flushed is None or flushed < a_monotonic else max(0.0, flushed - returned)
+        left = latency if dropped_after is None or latency is None else min(latency, dropped_after)
         rows.append({
             "text": text, "t0": t0, "first": first, "heard": handle.heard_at, "returned": returned,
             "returns": b - a, "taken_at_return": taken_at_return, "taken_after": taken_after,
-            "latency": latency,
-            "bound": None if taken_after is None or latency is None else taken_after / RATE + latency,
+            "latency": latency, "dropped_after": dropped_after,
+            "bound": None if taken_after is None or left is None else taken_after / RATE + left,
         })
     log(f"    {subject.name}: {trials} interrupt trials in {time.monotonic() - started:.1f} s")
     return rows
@@ -191,7 +198,7 @@ def _analyse(rows: List[Dict[str, Any]], recording: "np.ndarray[Any, Any]", reco
         s0 = lo + found - nonzero  # recording index of the track's sample 0
         row["heard_rec"] = row["first"] + (s0 - recorder.index_at(row["first"])) / RATE
         # A client that reports no device time (pipecat) is placed on the recording's clock.
-        row["clock"] = "PortAudio" if row["heard"] is not None else "sink recording (+-20 ms)"
+        row["clock"] = "the client's own" if row["heard"] is not None else "sink recording (+-20 ms)"
         heard = row["heard"] if row["heard"] is not None else row["heard_rec"]
         span = recording[s0:s0 + len(pcm)]
         mismatch = np.flatnonzero(span != pcm[:len(span)])

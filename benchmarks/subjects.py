@@ -103,6 +103,10 @@ class Subject:
     def output_latency(self) -> float:
         raise Unsupported("output latency")
 
+    def device_flushed_at(self) -> Optional[float]:
+        """Monotonic time the client last dropped its device buffer (None: it never does)."""
+        return None
+
     def frame_decoder(self) -> Callable[[str], Any]:
         """A fresh decoder for one request's frames: server text frame -> int16 samples."""
         raise Unsupported("frame decoder")
@@ -201,6 +205,10 @@ class SmallestSync(Subject):
 
     def output_latency(self) -> float:
         return float(self.speaker._player.latency())
+
+    def device_flushed_at(self) -> Optional[float]:
+        value: Optional[float] = self.speaker._player.flushed_at
+        return value
 
     def frame_decoder(self) -> Callable[[str], Any]:
         from smallest_sync.protocol import PcmDecoder, parse_frame

@@ -2,8 +2,9 @@
 
 Three kinds of output, by who sets the pace:
 
-* ``"device"`` – :class:`DeviceOutput`: PortAudio's own thread pulls samples
-  through a callback at the hardware's pace.
+* ``"device"`` – :class:`DeviceOutput`: the sound card. The player's
+  ``smallest-audio`` thread writes it a block at a time; each write returns when
+  the card has room for it, so the card sets the pace.
 * ``"clock"`` – :class:`NullOutput`: the player's thread pulls samples at real-time
   pace and throws them away (a sound card that nobody hears; used headless).
 * ``"sink"`` – :class:`WavOutput`, :class:`CallbackOutput`, :class:`MemoryOutput`:
@@ -27,9 +28,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: PortAudio block of :class:`DeviceOutput`: each block wakes PortAudio's thread, Python's
-#: callback and the sound server's client; 30 ms costs ~0.9 % of a core per second of
-#: speech here against 1.1-1.2 % for 20 ms, and is heard ~30 ms later (two blocks queued).
+#: PortAudio block (period) of :class:`DeviceOutput`. The device buffers three of them,
+#: and the player tops the buffer up once per block: 30 ms blocks cost ~0.7 % of a core
+#: per second of speech here against ~0.9 % for 20 ms. Latency does not depend on it:
+#: audio after a quiet spell goes into an empty buffer and is heard at once, and an
+#: interrupt drops the buffer.
 DEFAULT_BLOCK_MS = 30
 
 __all__ = [
@@ -44,43 +47,38 @@ __all__ = [
     "list_output_devices",
 ]
 
-#: Called by a pulling output: (frames wanted, seconds until they are heard) -> int16 samples.
-Render = Callable[[int, float], "np.ndarray[Any, np.dtype[np.int16]]"]
-
-
 class AudioOutput:
     """Base class of outputs. Subclass it to send audio somewhere new.
 
-    ``kind`` says who sets the pace (see the module docstring). Sinks implement
-    :meth:`write`; pulling outputs implement :meth:`start` and call ``render``.
+    ``kind`` says who sets the pace (see the module docstring). Every kind
+    implements :meth:`write`; device outputs also :meth:`room`, :attr:`capacity`
+    and :meth:`discard_buffered`.
     """
 
     kind: str = "sink"
-    #: frames per block a clock output pulls
+    #: clock outputs: frames per block pulled; device outputs: frames per device period
     block_frames: int = 0
+    #: device outputs: frames the device buffers (its :meth:`room` when nothing is queued)
+    capacity: int = 0
 
     def open(self, sample_rate: int) -> None:
-        """Prepare for int16 mono audio at ``sample_rate``. Called once, on the player's thread."""
-
-    def start(self, render: Render) -> None:
-        """Pulling outputs: begin pulling from ``render``."""
-        raise NotImplementedError
+        """Prepare for int16 mono audio at ``sample_rate``. Called once, by the player's creator."""
 
     def write(self, pcm: "np.ndarray[Any, np.dtype[np.int16]]") -> None:
-        """Sinks: take these samples (runs on the player's thread)."""
+        """Take these samples (runs on a player thread). A device output blocks until
+        it has room for them (at most a block's worth at a time is given)."""
+        raise NotImplementedError
+
+    def room(self) -> int:
+        """Device outputs: frames free in the device's buffer (its fill is
+        :attr:`capacity` minus this: what plays before the next block)."""
         raise NotImplementedError
 
     def discard_buffered(self) -> None:
         """Drop audio handed over but not yet heard, if the output can (interrupt)."""
 
-    def suspend(self) -> None:
-        """Pulling outputs: stop pulling for now (nothing to play); :meth:`resume` restarts."""
-
-    def resume(self) -> None:
-        """Pulling outputs: pull again after :meth:`suspend`."""
-
     def latency(self) -> float:
-        """Seconds between handing a sample over and it being heard."""
+        """Seconds between handing a sample over and it being heard, with the buffer full."""
         return 0.0
 
     def close(self) -> None:
@@ -251,12 +249,24 @@ def _resolve_device(pa: Any, device: Union[int, str, None]) -> Optional[int]:
 
 
 class DeviceOutput(AudioOutput):
-    """A PortAudio output stream (via PyAudio) in callback mode.
+    """A PortAudio output stream (via PyAudio) in blocking mode.
 
-    PortAudio's thread runs the callback, which only copies samples the player
-    already decoded: no allocation beyond one block, no locks held for long, no
-    user code. ``device`` is an index, a (part of a) device name, or None for the
-    system default.
+    The stream runs from :meth:`open` to :meth:`close`. The player's
+    ``smallest-audio`` thread writes one block at a time while audio is queued, and
+    nothing while there is none: the stream then underruns, which costs nothing
+    (~0.03 % of a core here), and the next write lands in an empty buffer and is
+    heard at once.
+
+    Why not PortAudio's callback mode? A callback stream that runs idle keeps its
+    buffer full of silence, so the next sound waits behind it (measured here: 88 ms
+    with 30 ms blocks), and each callback makes PortAudio's thread take the GIL
+    (~0.25 % of a core more at the same block size). Why not writes sized by
+    :meth:`room` without blocking? Through PulseAudio's ALSA plugin the free space
+    read between writes lags, and heard times drifted by ~2 ms a second until the
+    buffer ran dry; read right after a blocking write it is exact (within 0.5 ms of
+    the recorded sink).
+
+    ``device`` is an index, a (part of a) device name, or None for the system default.
     """
 
     kind = "device"
@@ -266,43 +276,57 @@ class DeviceOutput(AudioOutput):
         self._block_ms = block_ms
         self._pa: Any = None
         self._stream: Any = None
-        self._render: Optional[Render] = None
+        self._index: Optional[int] = None
         self._sample_rate = 0
         self._latency = 0.0
 
     def open(self, sample_rate: int) -> None:
         pyaudio = _import_pyaudio()
         self._pa = pyaudio.PyAudio()
+        self._sample_rate = sample_rate
+        self.block_frames = max(1, sample_rate * self._block_ms // 1000)
         try:
-            index = _resolve_device(self._pa, self.device)
+            self._index = _resolve_device(self._pa, self.device)
+            self._open_stream()
         except AudioDeviceError:
             self.close()
             raise
-        self._sample_rate = sample_rate
-        self.block_frames = max(1, sample_rate * self._block_ms // 1000)
-        self._index = index
 
-    def start(self, render: Render) -> None:
+    def _open_stream(self) -> None:
         pyaudio = _import_pyaudio()
-        rate = self._sample_rate
-        self._render = render
-        carry_on = pyaudio.paContinue
-
-        def callback(in_data: Any, frame_count: int, time_info: Dict[str, float], status: int) -> Tuple[bytes, int]:
-            dac, now = time_info["output_buffer_dac_time"], time_info["current_time"]
-            delay = dac - now if dac > 0 and now > 0 and dac >= now else self._latency
-            return render(frame_count, delay).tobytes(), carry_on
-
         try:
-            self._stream = self._pa.open(
-                format=pyaudio.paInt16, channels=1, rate=rate, output=True,
+            stream = self._pa.open(
+                format=pyaudio.paInt16, channels=1, rate=self._sample_rate, output=True,
                 output_device_index=self._index, frames_per_buffer=self.block_frames,
-                stream_callback=callback,
             )
         except (IOError, OSError, ValueError) as exc:
             name = "the default device" if self.device is None else repr(self.device)
-            raise AudioDeviceError(f"cannot open {name} for {rate} Hz mono output: {exc}") from exc
-        self._latency = float(self._stream.get_output_latency())
+            raise AudioDeviceError(f"cannot open {name} for {self._sample_rate} Hz mono output: {exc}") from exc
+        self._stream = stream
+        self._latency = float(stream.get_output_latency())
+        self.capacity = self.room()  # nothing written yet: the whole buffer is free
+
+    def room(self) -> int:
+        stream = self._stream
+        if stream is None:
+            return 0
+        try:
+            frames = int(stream.get_write_available())
+        except (IOError, OSError) as exc:
+            raise AudioDeviceError(f"audio device failed: {exc}") from exc
+        if frames < 0:  # a PortAudio error code: PyAudio passes it through
+            raise AudioDeviceError(f"audio device failed (PortAudio error {frames})")
+        return frames
+
+    def write(self, pcm: "np.ndarray[Any, np.dtype[np.int16]]") -> None:
+        if self._stream is None:
+            return
+        try:
+            # Blocks until the device has room. An underrun (nothing was queued for a
+            # while) is normal here, not an error.
+            self._stream.write(pcm.tobytes(), len(pcm), exception_on_underflow=False)
+        except (IOError, OSError) as exc:
+            raise AudioDeviceError(f"audio device failed while playing: {exc}") from exc
 
     def latency(self) -> float:
         return self._latency
@@ -312,43 +336,23 @@ class DeviceOutput(AudioOutput):
 
         PortAudio discards pending buffers only on Pa_AbortStream, which PyAudio
         does not expose; Pa_CloseStream aborts an active stream first, on every
-        host API. (Pa_StopStream, the other choice, waits up to a block for the
-        callback thread and may drain.) Measured here: what is heard after
-        ``interrupt()`` went from 17 ms to 7 ms; the reopen takes a few ms on the
-        player thread while nothing is queued to play.
+        host API (Pa_StopStream, the other choice, drains). Measured here: the
+        close and reopen take ~2 ms.
         """
-        stream, render = self._stream, self._render
-        if stream is None or render is None:
+        stream, self._stream = self._stream, None
+        if stream is None:
             return
-        self._stream = None
         try:
             stream.close()
         except (IOError, OSError) as exc:
             raise AudioDeviceError(f"audio device failed while flushing: {exc}") from exc
-        self.start(render)
-
-    def suspend(self) -> None:
-        """Stop the stream: an idle PortAudio stream still costs ~1 % of a core."""
-        if self._stream is not None:
-            try:
-                self._stream.stop_stream()
-            except (IOError, OSError) as exc:
-                raise AudioDeviceError(f"audio device failed while stopping: {exc}") from exc
-
-    def resume(self) -> None:
-        """Start the stream again (measured here: 0.5 ms to the first callback)."""
-        if self._stream is not None:
-            try:
-                self._stream.start_stream()
-            except (IOError, OSError) as exc:
-                raise AudioDeviceError(f"audio device failed to restart: {exc}") from exc
+        self._open_stream()
 
     def close(self) -> None:
         stream, self._stream = self._stream, None
-        self._render = None
         if stream is not None:
             try:
-                stream.close()  # aborts a running stream: no stop first (it may wait, and a failed stop left it open)
+                stream.close()  # aborts: what is still buffered is dropped, not waited for
             except (IOError, OSError) as exc:
                 logger.warning("closing the audio stream failed: %s", exc)
         pa, self._pa = self._pa, None

@@ -1,7 +1,7 @@
 """Events a Speaker reports, and the thread that runs user callbacks.
 
-User code never runs on the reader thread, the player thread or PortAudio's
-callback: those hand events to :class:`Dispatcher`, whose ``smallest-events``
+User code never runs on the reader thread or the player's threads: those hand
+events to :class:`Dispatcher`, whose ``smallest-events``
 thread calls the callbacks one at a time, outside every library lock. A slow or
 failing callback therefore cannot stutter audio; its exception is logged with
 traceback and reported to ``on_error``.

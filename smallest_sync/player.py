@@ -1,8 +1,9 @@
 """Plays queued PCM in order and knows, to the sample, what has been played.
 
 Audio of each utterance is a :class:`Track`. The reader thread feeds decoded
-samples into the player's queue; the output pulls them (a PortAudio callback or a
-real-time clock) or is written as they come (files, functions). Cues — the start
+samples into the player's queue, which is emptied into the output: a sound card
+block by block as its buffer frees up, a real-time clock likewise, files and
+functions as the audio comes. Cues — the start
 and end of a track, later word marks — travel in the same queue, so they fire
 exactly when the audio around them is *heard*: the moment the output took the
 sample plus the output's reported latency.
@@ -11,9 +12,11 @@ Cutting a track (interrupt, cancel) removes its audio under the same lock that
 feeding takes, so after :meth:`Player.cut` returns no later :meth:`Player.feed` of
 that track can reach the output.
 
-Threads: ``smallest-player`` (started here) dispatches cues at their time, runs
-the clock of real-time null output and writes sinks; PortAudio's own thread runs
-the device callback, which only copies samples.
+Threads (started here): ``smallest-player`` dispatches cues at their time, runs
+the clock of real-time null output and writes sinks; for a sound card,
+``smallest-audio`` is the only thread that calls the device after it is opened:
+it writes one block at a time (the write returns when the device has room for
+it) and drops the device's buffer after a cut.
 """
 from __future__ import annotations
 
@@ -39,9 +42,6 @@ __all__ = ["Player", "Track"]
 Listener = Callable[["Track", str, Any, float], None]
 
 _JOIN_TIMEOUT = 5.0
-# A pulling device with nothing to play is stopped after this long, and restarted
-# (about 0.5 ms) when audio comes: an idle running stream costs ~1 % of a core.
-_SUSPEND_AFTER = 1.0
 # The player thread wakes at least this often even with nothing due, so a lost
 # notification can delay it but never stall it.
 _MAX_IDLE_WAIT = 1.0
@@ -114,8 +114,8 @@ class Player:
         self._listener = listener
         self._on_failure = on_failure
         self._max_buffered = max_buffered or sample_rate * 120
-        # Guards _items, _head_pos, _buffered, _due, _flush_wanted, _flush_done, _paused, _closing, _clock_next
-        # and every Track's fields. Held only for short copies, never while
+        # Guards _items, _head_pos, _buffered, _due, _flush_wanted, _flush_done, _paused, _closing, _clock_next,
+        # _writer_idle, _progress_at and every Track's fields. Held only for short copies, never while
         # calling user code or the output.
         self._cond = threading.Condition()
         self._items: Deque[_Item] = collections.deque()
@@ -128,31 +128,28 @@ class Player:
         # block forever (seen: start_stream after the sound server died), so none are made.
         self._broken = False
         # Device flushes asked for (by cut) and done (player thread). While they
-        # differ the callback takes nothing, so only cut audio is dropped.
+        # differ nothing is taken, so only cut audio is dropped.
         self._flush_wanted = 0
         self._flush_done = 0
         self._closing = False
         self._clock_next: Optional[float] = None
-        self._last_taken = time.monotonic()  # when the output last took a sample
-        # Guards starting, stopping and flushing the device stream, and _running.
-        # Taken before _cond, never inside it: PortAudio's callback takes _cond,
-        # and starting a stream may wait for that callback.
-        self._stream_lock = threading.Lock()
-        self._running = output.kind == "device"
+        # The device writer waits for audio (not inside a write): a feed must wake it.
+        self._writer_idle = False
+        # When the output last took a sample, or audio began waiting for it (stall watch).
+        self._progress_at = time.monotonic()
         # Clock and sink outputs take a block and write it under this lock, so cut()
         # waits for a block in flight rather than letting it "play" after returning.
         self._write_lock = threading.Lock()
         self._feed_waiters = 0  # feeds waiting for room: takes must wake them
+        self.flushed_at: Optional[float] = None  # monotonic time the device buffer was last dropped
         self.taken_total = 0  # samples the output has taken, all tracks (stall watchdog)
         output.open(sample_rate)
+        # Daemons: a script that forgets close() must still exit; close() joins them.
         self._thread = threading.Thread(target=self._run, name="smallest-player", daemon=True)
-        # Daemon: a script that forgets close() must still exit; close() joins it.
-        try:
-            if output.kind == "device":
-                output.start(self._render)
-        except BaseException:
-            output.close()
-            raise
+        self._writer: Optional[threading.Thread] = None
+        if output.kind == "device":
+            self._writer = threading.Thread(target=self._write_device, name="smallest-audio", daemon=True)
+            self._writer.start()
         self._thread.start()
 
     # ----- feeding side (reader thread) -------------------------------------
@@ -182,12 +179,13 @@ class Player:
                     self._feed_waiters -= 1
             if track.cut or track.finished or self._closing:
                 return False
+            if not self._items:
+                self._progress_at = time.monotonic()  # the stall clock starts now
             self._items.append((track, pcm))
             track.fed += len(pcm)
             self._buffered += len(pcm)
-            if self._output.kind != "device" or not self._running:
-                # Sinks and clocks are written by the player thread, which also starts
-                # a stopped device (PortAudio is only ever called from that thread).
+            if self._output.kind != "device" or self._writer_idle:
+                # A device writer busy writing comes back for more by itself.
                 self._cond.notify_all()
         return True
 
@@ -226,7 +224,7 @@ class Player:
 
     def pause(self) -> None:
         """Stop taking audio; nothing is dropped. What the device already buffered
-        (one block plus its latency) still plays."""
+        (up to three blocks) still plays."""
         with self._cond:
             self._paused = True
             self._cond.notify_all()
@@ -235,7 +233,7 @@ class Player:
         """Carry on from the exact sample where :meth:`pause` stopped."""
         with self._cond:
             self._paused = False
-            self._last_taken = time.monotonic()
+            self._progress_at = time.monotonic()
             self._cond.notify_all()
 
     @property
@@ -283,7 +281,6 @@ class Player:
         and every later utterance fails on the stall watchdog."""
         with self._cond:
             self._broken = True
-            self._running = False  # never started or stopped again
             self._flush_done = self._flush_wanted
             self._cond.notify_all()
 
@@ -312,7 +309,7 @@ class Player:
         filled = 0
         items = self._items
         # Sinks have no clock: a sample written is a sample heard, so every cue
-        # passed is due now. Pulling outputs play the block from ``now + delay`` on.
+        # passed is due now. Devices and clocks play the block from ``now + delay`` on.
         rate = self._rate if self._output.kind != "sink" else float("inf")
         scheduled = len(self._due)
         if self._paused or self._flush_wanted != self._flush_done:
@@ -350,7 +347,7 @@ class Player:
             self._cue_taken(track, trailing, now + delay + filled / rate)
         self._buffered -= filled
         if filled:
-            self._last_taken = now
+            self._progress_at = now
             self.taken_total += filled
         if scheduled != len(self._due) or self._feed_waiters:
             self._cond.notify_all()
@@ -362,12 +359,6 @@ class Player:
             while track.cues:  # cues placed past the last sample fire with the end
                 self._schedule(when, track, track.cues.popleft()[1])
         self._schedule(when, track, cue)
-
-    def _render(self, frames: int, delay: float) -> Pcm:
-        """PortAudio callback body: exactly ``frames`` samples, silence where none are queued."""
-        with self._cond:
-            parts, filled = self._take(frames, time.monotonic(), delay)
-        return _join(parts, filled, frames)
 
     def _run(self) -> None:
         output = self._output
@@ -386,12 +377,11 @@ class Player:
                     if item[3].kind == "end":
                         item[2].heard_out = True
                     due.append(item)
-                flush, start, suspend = self._stream_work(now)
                 stalled = self._stalled(now)
                 if stalled:
                     self._broken = True
-                    self._running = False
-                if not (write or due or flush or start or suspend or clock_due or stalled):
+                    self._cond.notify_all()  # the device writer stops touching the device
+                if not (write or due or clock_due or stalled):
                     self._cond.wait(self._wait_time(now))
                     continue
             if stalled:
@@ -399,8 +389,6 @@ class Player:
                 self._on_failure(AudioDeviceError(
                     f"the audio device took no samples for {self._stall_timeout:.1f} s; it is treated as lost"))
             try:
-                if flush or start or suspend:
-                    self._tend_stream(flush, start, suspend)
                 if clock_due:
                     self._play_clock()
                 if write:
@@ -416,47 +404,51 @@ class Player:
                         logger.exception("player listener failed on %s cue", cue.kind)
 
     def _stalled(self, now: float) -> bool:
-        """Lock held: a running device has taken nothing for the stall timeout while
-        audio waits (the sound server died, the card was unplugged)."""
-        return (self._stall_timeout is not None and self._output.kind == "device" and self._running
+        """Lock held: the device has taken nothing for the stall timeout while audio
+        waits (the sound server died, the card was unplugged)."""
+        return (self._stall_timeout is not None and self._output.kind == "device"
                 and not self._broken and not self._paused and bool(self._items)
-                and now - self._last_taken >= self._stall_timeout)
+                and now - self._progress_at >= self._stall_timeout)
 
-    def _stream_work(self, now: float) -> Tuple[int, bool, bool]:
-        """Lock held: what the device stream needs — (flush number or 0, start, stop)."""
-        flush = self._flush_wanted if self._flush_wanted != self._flush_done else 0
-        if self._output.kind != "device" or self._broken:
-            return flush, False, False
-        start = not self._running and bool(self._items) and not self._paused
-        idle = self._paused or not (self._items or self._due)
-        suspend = self._running and idle and now - self._last_taken >= _SUSPEND_AFTER
-        return flush, start, suspend
-
-    def _tend_stream(self, flush: int, start: bool, suspend: bool) -> None:
-        """Player thread only: flush the device after a cut, start it for audio, stop
-        it when idle. A failure marks the output broken (never touched again) and is
-        raised for the caller to report, with no lock held."""
-        failure: Optional[BaseException] = None
-        with self._stream_lock:
-            try:
-                if not self._broken:
-                    if flush and self._running:
-                        self._output.discard_buffered()
-                    if start and not self._running:
-                        self._output.resume()
-                        self._running = True
-                    elif suspend and self._running:
-                        self._output.suspend()  # audio arriving meanwhile restarts it next turn
-                        self._running = False
-            except Exception as exc:
-                failure = exc
-            finally:
+    def _write_device(self) -> None:
+        """``smallest-audio``: write queued audio to the device a block at a time, and
+        drop the device's buffer when a cut asks for it. A device error marks the
+        output broken (never touched again) and is reported through ``on_failure``."""
+        output = self._output
+        block = output.block_frames
+        try:
+            while True:
+                with self._cond:
+                    self._writer_idle = True
+                    while not (self._closing or self._broken or self._flush_wanted != self._flush_done
+                               or (self._items and not self._paused)):
+                        self._cond.wait(_MAX_IDLE_WAIT)
+                    self._writer_idle = False
+                    if self._closing or self._broken:
+                        return
+                    flush = self._flush_wanted if self._flush_wanted != self._flush_done else 0
                 if flush:
-                    with self._cond:
-                        self._flush_done = flush
-        if failure is not None:
+                    try:
+                        output.discard_buffered()
+                    finally:
+                        with self._cond:
+                            self._flush_done = flush
+                            self.flushed_at = time.monotonic()
+                    continue
+                # Read the device's fill right after the last write returned (or after a
+                # quiet spell): the block taken now plays after what is in it.
+                ahead = max(0, output.capacity - output.room())
+                with self._cond:
+                    if self._paused or self._closing or self._flush_wanted != self._flush_done:
+                        continue
+                    parts, filled = self._take(block, time.monotonic(), ahead / self._rate)
+                if filled:
+                    # Returns once the device has room for it: at most a block's wait.
+                    output.write(parts[0] if len(parts) == 1 else np.concatenate(parts))
+        except Exception as exc:  # a failing device must fail the utterances, not the thread
+            logger.exception("audio output %r failed", output)
             self.mark_broken()
-            raise failure
+            self._on_failure(exc)
 
     def _play_sink(self) -> None:
         """Sinks: write what is queued, one bounded block at a time under the write lock,
@@ -500,12 +492,10 @@ class Player:
         return blocks
 
     def _wait_time(self, now: float) -> float:
-        suspend_at = (self._last_taken + _SUSPEND_AFTER
-                      if self._running and not self._broken and (self._paused or not self._items) else None)
-        stall_at = (self._last_taken + self._stall_timeout
-                    if self._stall_timeout is not None and self._running and not self._broken and self._items
-                    else None)
-        deadlines = [when for when in (self._clock_next, self._due[0][0] if self._due else None, suspend_at, stall_at)
+        stall_at = (self._progress_at + self._stall_timeout
+                    if self._output.kind == "device" and self._stall_timeout is not None and not self._broken
+                    and not self._paused and self._items else None)
+        deadlines = [when for when in (self._clock_next, self._due[0][0] if self._due else None, stall_at)
                      if when is not None]
         if not deadlines:
             return _MAX_IDLE_WAIT
@@ -526,21 +516,22 @@ class Player:
                 self._due.clear()
                 self._buffered = 0
                 self._cond.notify_all()
-        if threading.current_thread() is not self._thread:
-            self._thread.join(_JOIN_TIMEOUT)
-            if self._thread.is_alive():
-                logger.error("player thread did not stop within %.1f s", _JOIN_TIMEOUT)
+        stuck = False
+        for thread in (self._thread, self._writer):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(_JOIN_TIMEOUT)
+                if thread.is_alive():
+                    stuck = True
+                    logger.error("%s thread did not stop within %.1f s", thread.name, _JOIN_TIMEOUT)
         if not already:
-            # Bounded: a player thread stuck inside PortAudio must not hang close().
+            # The output is only closed once the threads that write it are gone: one
+            # stuck inside PortAudio must not hang close() or have the stream closed under it.
             if self._broken:
                 logger.warning("the audio output was lost; leaving it unclosed (PortAudio may hang on it)")
-            elif self._stream_lock.acquire(timeout=_JOIN_TIMEOUT):
-                try:
-                    self._output.close()
-                finally:
-                    self._stream_lock.release()
+            elif stuck:
+                logger.error("the audio output is hung; abandoning it without closing")
             else:
-                logger.error("the audio device is hung; abandoning it without closing")
+                self._output.close()
 
 
 def _join(parts: List[Pcm], filled: int, frames: int) -> Pcm:

@@ -9,7 +9,8 @@ How the parts meet (see DESIGN.md for the picture):
   mode are ``context_turns.py``.
 * Each connection's ``smallest-reader`` thread routes frames (``routing.py``):
   it decodes audio and feeds the player.
-* The ``smallest-player`` thread reports when audio is heard; that ends
+* On a sound card, ``smallest-audio`` writes the player's audio block by block;
+  the ``smallest-player`` thread reports when audio is heard; that ends
   utterances (``core.py``).
 * ``smallest-keepalive`` keeps idle sockets open; ``smallest-events`` runs callbacks.
 

@@ -81,8 +81,8 @@ def test_unknown_devices_are_clear_errors(emulator: Emulator) -> None:
 
 def test_speech_after_a_quiet_spell_is_heard_whole(
         emulator: Emulator, make_speaker: Callable[..., Speaker], sink_recorder: SinkRecorder) -> None:
-    # After a second of silence the device stream is stopped (it costs CPU even
-    # when silent) and restarted for the next utterance: its start must not be clipped.
+    # After a quiet spell the device stream has run dry (underrun): the next
+    # utterance goes into an empty buffer, and its start must not be clipped.
     speaker = make_speaker(output=None, sample_rate=SINK_RATE)
     speaker.speak("Before the pause.")
     assert sink_recorder.wait_until(time.monotonic() + 1.5)
