@@ -42,6 +42,11 @@ __all__ = ["Player", "Track"]
 Listener = Callable[["Track", str, Any, float], None]
 
 _JOIN_TIMEOUT = 5.0
+# The device writer issues a write this long before the device has room for it, so
+# the write mostly waits for that room and the fill read after it is exact (with
+# 4 ms, late wake-ups under load made heard times jitter by up to 10 ms); a cut
+# waits for a write only if it lands in this window.
+_WRITE_AHEAD = 0.008
 # The player thread wakes at least this often even with nothing due, so a lost
 # notification can delay it but never stall it.
 _MAX_IDLE_WAIT = 1.0
@@ -413,20 +418,37 @@ class Player:
     def _write_device(self) -> None:
         """``smallest-audio``: write queued audio to the device a block at a time, and
         drop the device's buffer when a cut asks for it. A device error marks the
-        output broken (never touched again) and is reported through ``on_failure``."""
+        output broken (never touched again) and is reported through ``on_failure``.
+
+        With the device full, the next write would block until a block has played;
+        a cut arriving meanwhile would have to wait for it (up to a block of stale
+        audio heard). So the thread waits on the player's condition instead, which
+        a cut wakes, and writes only :data:`_WRITE_AHEAD` before the room is due:
+        the write still blocks briefly, so the fill read after it is exact.
+        """
         output = self._output
-        block = output.block_frames
+        block, rate = output.block_frames, self._rate
+        play_at = 0.0  # when what the device holds has played (monotonic)
+        write_at: Optional[float] = None  # the device is full until about then
         try:
             while True:
                 with self._cond:
-                    self._writer_idle = True
-                    while not (self._closing or self._broken or self._flush_wanted != self._flush_done
-                               or (self._items and not self._paused)):
-                        self._cond.wait(_MAX_IDLE_WAIT)
-                    self._writer_idle = False
+                    while not (self._closing or self._broken or self._flush_wanted != self._flush_done):
+                        if not self._items or self._paused:
+                            self._writer_idle = True  # a feed or resume() wakes it
+                            self._cond.wait(_MAX_IDLE_WAIT)
+                            self._writer_idle = False
+                            continue
+                        wait = 0.0 if write_at is None else write_at - time.monotonic()
+                        if wait <= 0:
+                            break
+                        self._cond.wait(wait)  # a cut, pause or close wakes it
                     if self._closing or self._broken:
                         return
                     flush = self._flush_wanted if self._flush_wanted != self._flush_done else 0
+                    if not flush:
+                        now = time.monotonic()
+                        parts, filled = self._take(block, now, max(0.0, play_at - now))
                 if flush:
                     try:
                         output.discard_buffered()
@@ -434,17 +456,17 @@ class Player:
                         with self._cond:
                             self._flush_done = flush
                             self.flushed_at = time.monotonic()
+                    play_at, write_at = 0.0, None  # an empty buffer
                     continue
-                # Read the device's fill right after the last write returned (or after a
-                # quiet spell): the block taken now plays after what is in it.
-                ahead = max(0, output.capacity - output.room())
-                with self._cond:
-                    if self._paused or self._closing or self._flush_wanted != self._flush_done:
-                        continue
-                    parts, filled = self._take(block, time.monotonic(), ahead / self._rate)
-                if filled:
-                    # Returns once the device has room for it: at most a block's wait.
-                    output.write(parts[0] if len(parts) == 1 else np.concatenate(parts))
+                if not filled:
+                    continue
+                # Returns once the device has room for the block. Its fill, read right
+                # after, says when what it holds will have played.
+                output.write(parts[0] if len(parts) == 1 else np.concatenate(parts))
+                written = time.monotonic()
+                play_at = written + max(0, output.capacity - output.room()) / rate
+                full_until = play_at - (output.capacity - block) / rate  # room for a block from then
+                write_at = full_until - _WRITE_AHEAD if full_until - _WRITE_AHEAD > written else None
         except Exception as exc:  # a failing device must fail the utterances, not the thread
             logger.exception("audio output %r failed", output)
             self.mark_broken()
