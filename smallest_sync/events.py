@@ -13,6 +13,8 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, Union
 
+from ._types import Record
+
 if TYPE_CHECKING:
     from .utterance import Utterance
 
@@ -23,40 +25,7 @@ __all__ = ["StartEvent", "EndEvent", "ErrorEvent", "WordEvent", "AudioEvent", "E
 _JOIN_TIMEOUT = 5.0
 
 
-class _Record:
-    """An immutable value with fields named by ``__slots__``.
-
-    What ``dataclass(frozen=True)`` would give, without its cost at import time
-    (it generates and compiles each class's methods, ~0.5 ms a class here).
-    """
-
-    __slots__: Tuple[str, ...] = ()
-
-    def __init__(self, *values: Any) -> None:  # subclasses pass every field, in order
-        for name, value in zip(self.__slots__, values):
-            object.__setattr__(self, name, value)
-
-    def _values(self) -> Tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable")
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Record) and type(other) is type(self) and self._values() == other._values()
-
-    def __hash__(self) -> int:
-        return hash((type(self), *self._values()))
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
-        return f"{type(self).__name__}({fields})"
-
-
-class StartEvent(_Record):
+class StartEvent(Record):
     """The first sample of ``utterance`` is being heard."""
 
     __slots__ = ("utterance",)
@@ -66,7 +35,7 @@ class StartEvent(_Record):
         super().__init__(utterance)
 
 
-class EndEvent(_Record):
+class EndEvent(Record):
     """``utterance`` is over: played to the end, interrupted, cancelled or failed."""
 
     __slots__ = ("utterance",)
@@ -76,7 +45,7 @@ class EndEvent(_Record):
         super().__init__(utterance)
 
 
-class ErrorEvent(_Record):
+class ErrorEvent(Record):
     """Something failed; ``utterance`` is None for errors outside any utterance."""
 
     __slots__ = ("error", "utterance")
@@ -87,7 +56,7 @@ class ErrorEvent(_Record):
         super().__init__(error, utterance)
 
 
-class WordEvent(_Record):
+class WordEvent(Record):
     """``word`` is being heard now.
 
     ``start``/``end`` are seconds on the utterance's own timeline (cumulative over
@@ -105,7 +74,7 @@ class WordEvent(_Record):
         super().__init__(word, start, end, utterance, index)
 
 
-class AudioEvent(_Record):
+class AudioEvent(Record):
     """Decoded samples of ``utterance`` as they arrived from the server (before playback)."""
 
     __slots__ = ("samples", "utterance")
@@ -167,3 +136,5 @@ class Dispatcher:
             self._thread.join(_JOIN_TIMEOUT)
             if self._thread.is_alive():
                 logger.error("a callback is still running after %.1f s; leaving its thread", _JOIN_TIMEOUT)
+            else:
+                self._on_error = None  # the caller's: not kept past close()

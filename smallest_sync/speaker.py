@@ -25,7 +25,6 @@ import itertools
 import logging
 import os
 import queue
-import random
 import threading
 import time
 from typing import Any, Callable, Iterable, List, Optional, Union
@@ -181,7 +180,7 @@ class Speaker(SenderLoop, FrameRouter):
         self.events: "queue.Queue[Event]" = queue.Queue(maxsize=_EVENTS_KEPT)
         self._streams: List[threading.Thread] = []  # say_stream() token readers
         self._stall_mark = None
-        self._session = f"ss{next(_session_serials)}{random.getrandbits(32):08x}"
+        self._session = f"ss{next(_session_serials)}{os.urandom(4).hex()}"  # not random: ~1 ms to import
         self._serials = itertools.count(1)
         self._request_serials = itertools.count(1)
 
@@ -445,6 +444,13 @@ class Speaker(SenderLoop, FrameRouter):
             conn.close()
         self._player.close()
         self._events.close()
+        # Let go of the caller's callbacks, and of all they hold (a Tk root, widgets,
+        # a TkDelivery), here on the closing thread. A Speaker sits in reference
+        # cycles, so otherwise they are freed by a later garbage-collection pass on
+        # whichever thread happens to allocate: a Tk interpreter freed off its own
+        # thread aborts the process ("Tcl_AsyncDelete: async handler deleted by the
+        # wrong thread").
+        self._on_word = self._on_start = self._on_end = self._on_error = self._on_audio = None
 
     @property
     def closed(self) -> bool:

@@ -1,8 +1,10 @@
 """Word events delivered on a GUI's main thread: Tk on a real (virtual) display, Qt offscreen."""
 from __future__ import annotations
 
+import gc
 import os
 import threading
+import weakref
 from typing import Callable, List
 
 import pytest
@@ -40,6 +42,36 @@ def test_tk_program_gets_word_events_on_its_main_thread(make_speaker: Callable[.
         assert threads == {True}
     finally:
         root.destroy()
+
+
+@pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs an X display (scripts/test runs under xvfb-run)")
+def test_close_lets_go_of_the_tk_root_on_the_closing_thread(make_speaker: Callable[..., Speaker]) -> None:
+    """A Speaker is garbage in reference cycles after close(): were it still holding the
+    handlers, the Tk root behind them would be freed by a later GC pass on any thread,
+    and Tcl aborts the process when its interpreter is deleted off its own thread."""
+    import tkinter
+
+    root = tkinter.Tk()
+    delivery = TkDelivery(root)
+
+    def on_end(event: EndEvent, quit: Callable[[], None] = root.quit) -> None:
+        quit()
+
+    speaker = make_speaker(output=MemoryOutput(), on_word=delivery.wrap(lambda event: None),
+                           on_end=delivery.wrap(on_end))
+    speaker.say(TEXT)
+    root.after(10000, root.quit)
+    root.mainloop()
+    delivery.close()
+    root.destroy()
+    gone = weakref.ref(root)
+    del root, delivery, on_end
+    gc.disable()  # freed by close() itself, not by a collection
+    try:
+        speaker.close()
+        assert gone() is None, "the closed Speaker still holds the Tk root through its handlers"
+    finally:
+        gc.enable()
 
 
 def test_qt_delivery_runs_handlers_on_the_gui_thread(make_speaker: Callable[..., Speaker], monkeypatch: pytest.MonkeyPatch) -> None:
