@@ -21,7 +21,7 @@ from .player import Player, Track
 from .request import Request
 from .settings import Settings
 from .sockets import SocketPool
-from .utterance import DONE, FAILED, INTERRUPTED, PLAYING, Utterance
+from .utterance import DONE, FAILED, FINAL, INTERRUPTED, PLAYING, Utterance
 
 if TYPE_CHECKING:
     from .cache import PhraseCache
@@ -72,7 +72,7 @@ class SpeakerCore:
             self._lock.notify_all()
             return
         doomed = set(id(u) for u in victims)
-        self._player.cut([u.track for u in victims])
+        self._player.cut([u._track for u in victims])
         for utterance in victims:
             self._parts.pop(utterance.serial, None)
         self._queue = collections.deque(u for u in self._queue if id(u) not in doomed)
@@ -135,6 +135,10 @@ class SpeakerCore:
 
     def _all_sent(self, utterance: Utterance) -> None:
         """Lock held: every part of ``utterance`` has arrived (or all that will); now it only plays."""
+        if utterance.state in FINAL:
+            # Dropped meanwhile (its waiters may not be released yet, so ``done`` can
+            # still be False): it must not come back as playing.
+            return
         self._parts.pop(utterance.serial, None)
         if utterance in self._queue:
             self._queue.remove(utterance)
@@ -147,7 +151,7 @@ class SpeakerCore:
         self._playing.append(utterance)
         utterance.state = PLAYING
         # The end cue, after all its audio, ends the utterance when heard.
-        if not self._player.finish(utterance.track):
+        if not self._player.finish(utterance._track):
             logger.debug("utterance #%d was cut before its end", utterance.serial)
 
     @contextlib.contextmanager
@@ -193,7 +197,7 @@ class SpeakerCore:
     def _on_heard(self, track: Track, kind: str, payload: Any, heard_at: float) -> None:
         """A cue of ``track`` is being heard (player thread)."""
         with self._lock:
-            utterance = next((u for u in self._playing + list(self._queue) if u.track is track), None)
+            utterance = next((u for u in self._playing + list(self._queue) if u._track is track), None)
             if utterance is None:
                 return
             if kind == "start":
@@ -201,7 +205,7 @@ class SpeakerCore:
             elif kind == "word":
                 if utterance.state in (DONE, INTERRUPTED, FAILED):
                     return
-                utterance.words.append(payload)
+                utterance._heard.append((payload.word, payload.start, payload.end, payload.index))
                 self._publish(self._on_word, payload)  # under the lock: never after its EndEvent
                 return
             elif kind == "end":

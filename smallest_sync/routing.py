@@ -10,6 +10,7 @@ from .errors import APIError, ProtocolError
 from .events import AudioEvent, ErrorEvent, WordEvent
 from .protocol import AudioChunk, Complete, Pong, ServerError, UnknownFrame, WordTimestamp
 from .request import Request, describe_closed
+from .timeline import TurnTimeline
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +53,12 @@ class FrameRouter(SpeakerCore):
                 self._lock.notify_all()
                 return
             utterance = request.utterance
+            timeline = utterance._timeline
+            if timeline is None:  # over already (cannot be while its request is ours)
+                return
             request.quiet_complete = False
             if isinstance(event, WordTimestamp):
-                self._place_word(request, event)
+                self._place_word(request, timeline, event)
                 return
             assert isinstance(event, AudioChunk)
             request.chunks += 1
@@ -70,13 +74,13 @@ class FrameRouter(SpeakerCore):
                 request.error = exc
                 self._lock.notify_all()
             return
-        utterance._timeline.audio((request.client_id, event.request_id), len(pcm))
+        timeline.audio((request.client_id, event.request_id), len(pcm))
         if self._on_audio is not None and len(pcm):
             self._events.emit(self._on_audio, AudioEvent(pcm, utterance))
         if not utterance._play or utterance._cache_key is not None:
             utterance._collected.append(pcm)  # synthesize()'s result, or the phrase to cache
         if utterance._play:
-            self._player.feed(utterance.track, pcm, timeout=self.timeout)
+            self._player.feed(utterance._track, pcm, timeout=self.timeout)
 
     def _on_complete(self, conn: Connection, request: Request, event: Complete) -> None:
         """Reader thread, lock held: a ``complete`` for the request in flight."""
@@ -97,13 +101,13 @@ class FrameRouter(SpeakerCore):
         request.complete = True
         self._lock.notify_all()
 
-    def _place_word(self, request: Request, event: WordTimestamp) -> None:
+    def _place_word(self, request: Request, timeline: TurnTimeline, event: WordTimestamp) -> None:
         """Reader thread, lock held: a word's cue, at its sample on the utterance's timeline."""
         utterance = request.utterance
-        start, end = utterance._timeline.word((request.client_id, event.request_id), event.start, event.end)
+        start, end = timeline.word((request.client_id, event.request_id), event.start, event.end)
         word = WordEvent(event.word, round(start, 4), round(end, 4), utterance, utterance._words_placed)
         utterance._words_placed += 1
         if utterance._cache_key is not None:
             utterance._placed_words.append((event.word, start, end))
         if utterance._play:
-            self._player.mark_at(utterance.track, round(start * utterance.settings.sample_rate), "word", word)
+            self._player.mark_at(utterance._track, round(start * utterance.settings.sample_rate), "word", word)

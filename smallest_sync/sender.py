@@ -149,8 +149,8 @@ class SenderLoop(ContextTurns):
             rate = utterance.settings.sample_rate
             for index, (word, start, end) in enumerate(phrase.words):
                 event = WordEvent(word, start, end, utterance, index)
-                self._player.mark_at(utterance.track, round(start * rate), "word", event)
-            self._player.feed(utterance.track, pcm, timeout=self.timeout)
+                self._player.mark_at(utterance._track, round(start * rate), "word", event)
+            self._player.feed(utterance._track, pcm, timeout=self.timeout)
         else:
             utterance._collected.append(pcm)
         with self._lock:

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple, Union
 
+from .events import WordEvent
 from .player import Track
 from .settings import Settings
 from .timeline import TurnTimeline
 
 if TYPE_CHECKING:
-    from .events import WordEvent
     from .speaker import Speaker
 
 __all__ = ["Utterance"]
@@ -20,6 +20,32 @@ __all__ = ["Utterance"]
 QUEUED, SPEAKING, PLAYING = "queued", "speaking", "playing"
 DONE, INTERRUPTED, FAILED = "done", "interrupted", "failed"
 FINAL = (DONE, INTERRUPTED, FAILED)
+
+
+class PlayedTrack:
+    """What a finished utterance keeps of its player :class:`~smallest_sync.player.Track`:
+    the final counts, without the player's machinery (``Speaker.events`` keeps finished
+    utterances alive, so they should be small)."""
+
+    __slots__ = ("fed", "taken", "first_taken_at", "cut")
+
+    def __init__(self, track: Track) -> None:
+        self.fed = track.fed
+        self.taken = track.taken
+        self.first_taken_at = track.first_taken_at
+        self.cut = track.cut
+
+    def __repr__(self) -> str:
+        return f"PlayedTrack(fed={self.fed}, taken={self.taken}, cut={self.cut})"
+
+
+# What a finished utterance holds instead of its own Event (a Condition, a lock and a
+# deque: ~1.2 kB) and of its Track, which every Player refuses (cut and finished), so
+# a thread that reaches for it after the end feeds and marks nothing.
+_FINISHED = threading.Event()
+_FINISHED.set()
+_NO_TRACK = Track("finished")
+_NO_TRACK.cut = _NO_TRACK.finished = True
 
 
 class Utterance:
@@ -42,7 +68,9 @@ class Utterance:
         self.settings = settings
         self.serial = serial
         self._speaker = speaker
-        self.track = Track(f"utterance-{serial}")
+        self._track = Track(f"utterance-{serial}")  # the player's; _NO_TRACK once over
+        #: Its audio as the player counts it: the Track while it lives, a PlayedTrack once over.
+        self.track: Union[Track, PlayedTrack] = self._track
         self.state = QUEUED
         self.error: Optional[BaseException] = None
         self._finished = threading.Event()
@@ -51,13 +79,15 @@ class Utterance:
         self.first_chunk_at: Optional[float] = None
         self.heard_at: Optional[float] = None
         self.ended_at: Optional[float] = None
-        #: Words heard so far, in order (WordEvent objects).
-        self.words: List["WordEvent"] = []
+        # Words heard so far, as (word, start, end, index): not the WordEvents, which point
+        # back here (a cycle: a finished utterance would wait for a full GC to be freed).
+        self._heard: List[Tuple[str, float, float, int]] = []
         self._open = streaming  # more text may still come (a token stream)
         self._streaming = streaming
         self._play = play  # False: synthesize() collects the audio instead of playing it
         self._collected: List[Any] = []  # synthesize(): decoded audio, reader thread only
-        self._timeline = TurnTimeline(settings.sample_rate)  # reader thread only
+        # Reader thread only, taken under the Speaker's lock; None once over (it holds request ids).
+        self._timeline: Optional[TurnTimeline] = TurnTimeline(settings.sample_rate)
         self._words_placed = 0  # reader thread only
         self._pending_error: Optional[BaseException] = None  # raised once what arrived is heard
         self.cached = False
@@ -70,6 +100,11 @@ class Utterance:
     def __repr__(self) -> str:
         text = self.text if len(self.text) <= 40 else self.text[:37] + "..."
         return f"<Utterance #{self.serial} {self.state} {text!r}>"
+
+    @property
+    def words(self) -> List[WordEvent]:
+        """The words heard so far, in order (WordEvents equal to those ``on_word`` got)."""
+        return [WordEvent(word, start, end, self, index) for word, start, end, index in self._heard]
 
     @property
     def done(self) -> bool:
@@ -133,4 +168,10 @@ class Utterance:
         return True
 
     def _release(self) -> None:
-        self._finished.set()
+        """Over (state final, its audio cut or heard): wake the waiters and let go of what
+        only a live utterance needs. Idempotent."""
+        if self._track is not _NO_TRACK:
+            self.track = PlayedTrack(self._track)
+            self._track, self._timeline = _NO_TRACK, None
+        finished, self._finished = self._finished, _FINISHED
+        finished.set()
