@@ -1,7 +1,7 @@
-"""Type aliases shared across modules."""
+"""Types shared across modules: the PCM alias, and the base of immutable values."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Dict, Tuple
 
 import numpy as np
 
@@ -13,3 +13,43 @@ if TYPE_CHECKING:
     Pcm: TypeAlias = npt.NDArray[np.int16]
 else:
     Pcm = np.ndarray  # numpy.typing costs ~1 ms at import, for annotations alone
+
+
+class Record:
+    """An immutable value with fields named by ``__slots__``.
+
+    What ``dataclass(frozen=True)`` would give, without its cost at import time
+    (it generates and compiles each class's methods, ~0.5 ms a class here, and
+    ``dataclasses`` itself costs ~1 ms to import).
+    """
+
+    __slots__: Tuple[str, ...] = ()
+
+    def __init__(self, *values: Any) -> None:  # subclasses pass every field, in order
+        for name, value in zip(self.__slots__, values):
+            object.__setattr__(self, name, value)
+
+    def _values(self) -> Tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def _asdict(self) -> Dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __reduce__(self) -> Tuple[Any, ...]:  # copy and pickle: rebuilt through __init__
+        return type(self), self._values()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Record) and type(other) is type(self) and self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash((type(self), *self._values()))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({fields})"

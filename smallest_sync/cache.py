@@ -118,7 +118,7 @@ class PhraseCache:
         parts = urllib.parse.urlsplit(server.strip())
         host = (parts.hostname or "").lower()  # no port: a local emulator gets a new one each run
         canonical = json.dumps(
-            {"format": _FORMAT, "text": text, "settings": dataclasses.asdict(settings),
+            {"format": _FORMAT, "text": text, "settings": settings._asdict(),
              "server": f"{parts.scheme.lower()}://{host}{parts.path.rstrip('/')}"},
             sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -11,7 +11,6 @@ Threads: ``smallest-reader`` (one per connection) runs ``recv`` and the handler.
 """
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import logging
@@ -26,6 +25,7 @@ from urllib.parse import urlsplit
 
 import websocket
 
+from ._types import Record
 from ._version import __version__
 from .errors import AuthenticationError, CertificateError, ConfigurationError, ProtocolError, SmallestConnectionError
 from .protocol import LIVE_PATH, ServerEvent, parse_frame
@@ -42,13 +42,16 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 _ids = itertools.count(1)
 
 
-@dataclasses.dataclass(frozen=True)
-class ConnectionClosed:
+class ConnectionClosed(Record):
     """The socket ended: the server closed it (``code`` set) or it broke (``cause`` set)."""
 
-    code: Optional[int] = None
-    reason: str = ""
-    cause: Optional[BaseException] = None
+    __slots__ = ("code", "reason", "cause")
+    code: Optional[int]
+    reason: str
+    cause: Optional[BaseException]
+
+    def __init__(self, code: Optional[int] = None, reason: str = "", cause: Optional[BaseException] = None) -> None:
+        super().__init__(code, reason, cause)
 
 
 #: What the reader hands over: a parsed frame, a frame it could not parse, or the end.

@@ -6,11 +6,11 @@ know fails with :class:`~smallest_sync.errors.APIError` on first use.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from typing import Any, Dict, Optional, Tuple
 
+from ._types import Record
 from .errors import ConfigurationError
 
 __all__ = [
@@ -38,53 +38,56 @@ _ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 UPDATABLE = ("voice", "model", "language", "speed")
 
 
-@dataclasses.dataclass(frozen=True)
-class Settings:
+class Settings(Record):
     """What a synthesis request asks for. Immutable: ``replace()`` makes a new one.
 
     ``voice=None`` means the model's default voice (``meher`` for the pro model,
     ``sophia`` for the base one); ``speed=None`` leaves the server's default (1.0).
     """
 
-    voice: Optional[str] = None
-    model: str = "lightning_v3.1_pro"
-    language: str = "en"
-    speed: Optional[float] = None
-    sample_rate: int = 24000
-    word_timestamps: bool = True
-    output_format: str = "pcm"
+    __slots__ = ("voice", "model", "language", "speed", "sample_rate", "word_timestamps", "output_format")
+    voice: str
+    model: str
+    language: str
+    speed: Optional[float]
+    sample_rate: int
+    word_timestamps: bool
+    output_format: str
 
-    def __post_init__(self) -> None:
-        validate_model(self.model)
-        if self.voice is None:
-            object.__setattr__(self, "voice", DEFAULT_VOICES[self.model])
-        elif not isinstance(self.voice, str) or not _ID_RE.match(self.voice):
-            raise ConfigurationError(f"voice must be a voice id such as 'meher'; got {self.voice!r}")
-        if self.language not in LANGUAGES:
+    def __init__(self, voice: Optional[str] = None, model: str = "lightning_v3.1_pro", language: str = "en",
+                 speed: Optional[float] = None, sample_rate: int = 24000, word_timestamps: bool = True,
+                 output_format: str = "pcm") -> None:
+        validate_model(model)
+        if voice is None:
+            voice = DEFAULT_VOICES[model]
+        elif not isinstance(voice, str) or not _ID_RE.match(voice):
+            raise ConfigurationError(f"voice must be a voice id such as 'meher'; got {voice!r}")
+        if language not in LANGUAGES:
             raise ConfigurationError(
-                f"language must be one of {' '.join(LANGUAGES)}; got {self.language!r}"
+                f"language must be one of {' '.join(LANGUAGES)}; got {language!r}"
             )
-        if self.speed is not None:
-            if isinstance(self.speed, bool) or not isinstance(self.speed, (int, float)):
-                raise ConfigurationError(f"speed must be a number; got {self.speed!r}")
+        if speed is not None:
+            if isinstance(speed, bool) or not isinstance(speed, (int, float)):
+                raise ConfigurationError(f"speed must be a number; got {speed!r}")
             low, high = SPEED_RANGE
-            if not (math.isfinite(self.speed) and low <= self.speed <= high):
-                raise ConfigurationError(f"speed must be between {low} and {high}; got {self.speed!r}")
-            object.__setattr__(self, "speed", float(self.speed))
-        if isinstance(self.sample_rate, bool) or self.sample_rate not in SAMPLE_RATES:
+            if not (math.isfinite(speed) and low <= speed <= high):
+                raise ConfigurationError(f"speed must be between {low} and {high}; got {speed!r}")
+            speed = float(speed)
+        if isinstance(sample_rate, bool) or sample_rate not in SAMPLE_RATES:
             raise ConfigurationError(
-                f"sample_rate must be one of {', '.join(map(str, SAMPLE_RATES))}; got {self.sample_rate!r}"
+                f"sample_rate must be one of {', '.join(map(str, SAMPLE_RATES))}; got {sample_rate!r}"
             )
-        if self.output_format not in OUTPUT_FORMATS:
+        if output_format not in OUTPUT_FORMATS:
             raise ConfigurationError(
-                f"output_format must be one of {', '.join(OUTPUT_FORMATS)}; got {self.output_format!r}"
+                f"output_format must be one of {', '.join(OUTPUT_FORMATS)}; got {output_format!r}"
             )
+        super().__init__(voice, model, language, speed, sample_rate, word_timestamps, output_format)
 
     def replace(self, **changes: Any) -> "Settings":
         """A copy with ``changes`` applied and validated (the model's default voice follows a model change)."""
         if "model" in changes and "voice" not in changes and self.voice == DEFAULT_VOICES[self.model]:
             changes["voice"] = None
-        return dataclasses.replace(self, **changes)
+        return Settings(**{**self._asdict(), **changes})
 
 
 def validate_model(model: object) -> str:

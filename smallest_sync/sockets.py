@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import random
 import threading
 from typing import List, Optional, Tuple
 
@@ -166,6 +165,8 @@ class SocketPool:
         """The next reconnect delay, with jitter; doubles up to a bound until a connect succeeds."""
         delay = self._backoff
         self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+        import random  # only once a connect has failed: ~1 ms at import for every program otherwise
+
         return delay * random.uniform(0.5, 1.0)
 
     def _open(self) -> Optional[Connection]:

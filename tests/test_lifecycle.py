@@ -95,10 +95,17 @@ def test_losing_the_sound_server_is_an_audio_device_error_not_a_hang(when: str) 
             env[name] = value.strip("'\"")
         code = PROGRAM_HEAD.format(repo=REPO) + textwrap.dedent("""
             from smallest_sync import AudioDeviceError
-            ended = threading.Event()
+            ended, started = threading.Event(), threading.Event()
+
+            def on_start(event):
+                # Once: the test waits for this line. A later start (the write to a dead
+                # server's buffer can still succeed) would race the main thread's prints.
+                if not started.is_set():
+                    started.set()
+                    print("speaking", flush=True)
+
             speaker = Speaker("sk_test", base_url=emulator.base_url, timeout=1.0,
-                              on_start=lambda event: print("speaking", flush=True),
-                              on_end=lambda event: ended.set())
+                              on_start=on_start, on_end=lambda event: ended.set())
             if sys.argv[1] == "while idle":
                 speaker.speak("Warm up.")
                 ended.clear()
@@ -125,7 +132,7 @@ def test_losing_the_sound_server_is_an_audio_device_error_not_a_hang(when: str) 
             assert program.stdout is not None and program.stdin is not None
             assert program.stdout.readline().strip() == "speaking"
             if when == "while idle":
-                time.sleep(1.5)  # choreography: let the player stop the idle stream (after 1 s)
+                time.sleep(1.5)  # choreography: the warm-up has played out, the stream has run dry
             subprocess.run([pulse, "stop"], env=env, check=True, capture_output=True, timeout=30)
             lost = time.monotonic()
             program.stdin.write("go\n")

@@ -9,8 +9,8 @@ import smallest_sync
 
 
 def test_all_lists_exactly_the_public_names() -> None:
-    public = {name for name in vars(smallest_sync) if not name.startswith("_")}
-    modules = {name for name, value in vars(smallest_sync).items() if type(value) is type(sys)}
+    public = {name for name in dir(smallest_sync) if not name.startswith("_")}  # dir(): lazy names too
+    modules = {name for name in public if type(getattr(smallest_sync, name)) is type(sys)}
     assert set(smallest_sync.__all__) - {"__version__"} == public - modules
     for name in smallest_sync.__all__:
         assert hasattr(smallest_sync, name)
@@ -40,6 +40,24 @@ def test_import_and_headless_use_without_pyaudio() -> None:
         else:
             raise SystemExit("no AudioDeviceError")
         print("ok")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_lazy_names_import_on_first_use() -> None:
+    script = textwrap.dedent("""
+        import sys
+        import smallest_sync
+        assert "smallest_sync.voices" not in sys.modules
+        from smallest_sync import VoiceInfo, list_voices
+        from smallest_sync.voices import list_voices as direct
+        assert list_voices is direct and VoiceInfo.__name__ == "VoiceInfo"
+        try:
+            smallest_sync.no_such_name
+        except AttributeError:
+            print("ok")
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
