@@ -24,14 +24,12 @@ sample was taken by the device, and interrupts.
   are located exactly (``tests.sink.find_segment`` on the emulator's deterministic
   tone, recomputed with ``smallest_sync.emulator.synthesize``); the recording
   matches the served PCM sample for sample up to the cut, so the number of samples
-  actually *heard* is the first mismatch. What was being heard when
-  ``interrupt()`` returned is placed with the client's own clock: the first sample
-  was taken at ``first_taken_at`` and heard ``d0`` later (the device buffer ahead
-  of it when it was written, i.e. ``Utterance.heard_at − first_taken_at``), and
-  playback is continuous from there.
-  heard after = (samples heard − (returned − first_taken_at − d0) · rate) / rate.
-  A second estimate places the interrupt with the recorder's clock instead
-  (``SinkRecorder.index_at``, documented as ±20 ms); it is in the details. A trial whose recording
+  actually *heard* is the first mismatch. The moment ``interrupt()`` returned is
+  placed on the recording with the recorder's clock (``SinkRecorder.index_at``),
+  calibrated as below, the same way for every client: heard after = (recording
+  index of the cut − index of the return) / rate − offset. Where the client
+  reports when its first sample is heard (ours: ``Utterance.heard_at``), the
+  same figure placed with the client's own clock is in the details. A trial whose recording
   is not silent after the first mismatch (an underrun or glitch, not the cut) is
   left out and counted in the details.
 
@@ -39,14 +37,18 @@ Peers: the official SDK plays nothing (every figure here is n/a for it).
 pipecat plays through its ``LocalAudioTransport`` (PyAudio blocking writes);
 its ``interrupt()`` queues an ``InterruptionFrame``, and returns once the
 pipeline's loop has taken it (see :mod:`benchmarks.peers.pipecat_tts`). It
-reports no time its audio is heard, so for "heard after interrupt" its first
-sample is placed on the recording's clock (``index_at``); the details give ours
-on that clock too.
+reports no time its audio is heard (the details have no client-clock figure
+for it).
 
 **First audio heard on the sink** (warm, the emulator's first chunk at 0 ms):
 from ``say()`` to the trial's first sample in the recording, on the recording's
-clock for every client (its offset, 0..8 ms early, is the same for all). Each
-client's own estimate, where it has one, is in the details. Its handle counts samples when
+clock for every client. That clock is calibrated first, in each client's run: a
+bare PyAudio stream in this process writes five clicks, each into an idle
+(drained) stream, and the median of (where the click is in the recording −
+``index_at`` of the moment it was written) is subtracted from every time read
+off the recording (here it is a few ms: the recorder's clock runs early). So 0
+means "as soon as a bare PyAudio write would have been heard". Each client's own
+estimate, where it has one, is in the details. Its handle counts samples when
 PyAudio's blocking ``write()`` has returned, i.e. most of the 20 ms chunk
 already played: "taken after" and "flushed" mean less for it than for ours.
 """
@@ -95,6 +97,7 @@ def run(subjects: List[Subject], quick: bool) -> List[Figure]:
         with EmulatorProcess(realtime_factor=2.0, first_chunk_delay=0.0) as emu:
             recorder = SinkRecorder(RATE).start()
             try:
+                offset = _recorder_offset(recorder)
                 try:
                     subject.open(emu.base_url, output="device", sample_rate=RATE)
                 except Unsupported as exc:
@@ -107,7 +110,7 @@ def run(subjects: List[Subject], quick: bool) -> List[Figure]:
                 recording = recorder.stop(tail=0.2)
             finally:
                 recorder.close()
-        _analyse(rows, recording, recorder)
+        _analyse(rows, recording, recorder, offset)
         ok = [r for r in rows if r.get("heard_after") is not None]
         name = subject.name
         returns.results[name] = Stat.of([r["returns"] for r in rows])
@@ -118,6 +121,7 @@ def run(subjects: List[Subject], quick: bool) -> List[Figure]:
         device_first.details[name] = {"by the client's own clock, median/p95 (ms)": [
             round(heard_at.median * 1e3, 1), round((heard_at.tail or 0) * 1e3, 1)]
             if heard_at.median is not None else NO_DEVICE_TIME}
+        device_first.details[name]["recording clock offset, calibrated (ms)"] = round(offset * 1e3, 2)
         returns.details[name] = {"max (ms)": round(max(r["returns"] for r in rows) * 1e3, 3)}
         bound.details[name] = {
             "samples taken after interrupt() returned": sorted({r["taken_after"] for r in rows}),
@@ -129,10 +133,10 @@ def run(subjects: List[Subject], quick: bool) -> List[Figure]:
             "trials located in the recording": f"{len(ok)}/{len(rows)}",
             "trials with a glitch before the cut (left out)": sum(1 for r in rows if r.get("glitch")),
             "heard after, per trial (ms)": [round(r["heard_after"] * 1e3, 1) for r in ok],
-            "same, placed by the recorder's clock (ms)": [round(r["heard_after_rec"] * 1e3, 1) for r in ok],
+            "same, the return placed by the client's own clock (ms)": [
+                round(r["heard_after_own"] * 1e3, 1) for r in ok if "heard_after_own" in r] or NO_DEVICE_TIME,
             "taken but never heard (flushed), per trial (ms)": [round(r["flushed"] * 1e3, 1) for r in ok],
-            "first-sample delay d0 (ms)": [round(r["d0"] * 1e3, 1) for r in ok],
-            "the cut placed by": sorted({r["clock"] for r in ok}),
+            "recording clock offset, calibrated (ms)": round(offset * 1e3, 2),
         }
     return figures
 
@@ -179,8 +183,38 @@ def _trials(subject: Subject, trials: int) -> List[Dict[str, Any]]:
     return rows
 
 
-def _analyse(rows: List[Dict[str, Any]], recording: "np.ndarray[Any, Any]", recorder: Any) -> None:
-    """Locate each trial in the recording; fill ``heard_after`` (None if not found)."""
+def _recorder_offset(recorder: Any, clicks: int = 5) -> float:
+    """Seconds to subtract from times read off the recording: where a bare PyAudio
+    write into a drained stream lands, against ``index_at`` of the moment it was written."""
+    import pyaudio
+
+    click = np.full(RATE // 50, 12000, dtype=np.int16).tobytes()  # 20 ms, never silent
+    pa = pyaudio.PyAudio()
+    stream = pa.open(format=pyaudio.paInt16, channels=1, rate=RATE, output=True, frames_per_buffer=RATE // 50)
+    written = []
+    try:
+        for _ in range(clicks):
+            time.sleep(0.25)  # drained: nothing buffered ahead of the click
+            written.append(time.monotonic())
+            stream.write(click, RATE // 50)
+        time.sleep(0.25)
+    finally:
+        stream.close()
+        pa.terminate()
+    recorder.wait_until(time.monotonic())
+    recording = recorder.snapshot()
+    offsets = []
+    for at in written:
+        lo = max(0, recorder.index_at(at) - RATE // 20)
+        sound = np.flatnonzero(recording[lo:lo + RATE // 5])
+        if len(sound):
+            offsets.append((lo + int(sound[0]) - recorder.index_at(at)) / RATE)
+    return float(np.median(offsets)) if offsets else 0.0
+
+
+def _analyse(rows: List[Dict[str, Any]], recording: "np.ndarray[Any, Any]", recorder: Any, offset: float) -> None:
+    """Locate each trial in the recording; fill ``heard_after`` (None if not found).
+    Times read off the recording are corrected by the calibrated ``offset``."""
     from smallest_sync.emulator import synthesize
     from tests.sink import find_segment
 
@@ -196,20 +230,16 @@ def _analyse(rows: List[Dict[str, Any]], recording: "np.ndarray[Any, Any]", reco
         if found is None:
             continue
         s0 = lo + found - nonzero  # recording index of the track's sample 0
-        row["heard_rec"] = row["first"] + (s0 - recorder.index_at(row["first"])) / RATE
-        # A client that reports no device time (pipecat) is placed on the recording's clock.
-        row["clock"] = "the client's own" if row["heard"] is not None else "sink recording (+-20 ms)"
-        heard = row["heard"] if row["heard"] is not None else row["heard_rec"]
+        row["heard_rec"] = row["first"] + (s0 - recorder.index_at(row["first"])) / RATE - offset
         span = recording[s0:s0 + len(pcm)]
         mismatch = np.flatnonzero(span != pcm[:len(span)])
         played = int(mismatch[0]) if len(mismatch) else len(span)
         if np.any(span[played:played + RATE // 5]):  # not silent after: a glitch, not the cut
             row["glitch"] = True
             continue
-        d0 = heard - row["first"]
-        position = (row["returned"] - row["first"] - d0) * RATE  # sample heard when interrupt() returned
-        row["d0"] = d0
-        row["heard_after"] = (played - position) / RATE
-        row["heard_after_rec"] = (s0 + played - recorder.index_at(row["returned"])) / RATE
+        row["heard_after"] = (s0 + played - recorder.index_at(row["returned"])) / RATE - offset
+        if row["heard"] is not None:  # the client's own clock places its first sample
+            position = (row["returned"] - row["heard"]) * RATE  # sample heard when interrupt() returned
+            row["heard_after_own"] = (played - position) / RATE
         taken = row["taken_at_return"]
         row["flushed"] = (taken - played) / RATE if taken is not None else float("nan")
