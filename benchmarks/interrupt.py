@@ -43,7 +43,7 @@ for it).
 **First audio heard on the sink** (warm, the emulator's first chunk at 0 ms):
 from ``say()`` to the trial's first sample in the recording, on the recording's
 clock for every client. That clock is calibrated first, in each client's run: a
-bare PyAudio stream in this process writes five clicks, each into an idle
+bare PyAudio stream in this process writes 24 clicks, each into an idle
 (drained) stream, and the median of (where the click is in the recording −
 ``index_at`` of the moment it was written) is subtracted from every time read
 off the recording (here it is a few ms: the recorder's clock runs early). So 0
@@ -183,7 +183,7 @@ def _trials(subject: Subject, trials: int) -> List[Dict[str, Any]]:
     return rows
 
 
-def _recorder_offset(recorder: Any, clicks: int = 5) -> float:
+def _recorder_offset(recorder: Any, clicks: int = 24) -> float:
     """Seconds to subtract from times read off the recording: where a bare PyAudio
     write into a drained stream lands, against ``index_at`` of the moment it was written."""
     import pyaudio
@@ -192,9 +192,13 @@ def _recorder_offset(recorder: Any, clicks: int = 5) -> float:
     pa = pyaudio.PyAudio()
     stream = pa.open(format=pyaudio.paInt16, channels=1, rate=RATE, output=True, frames_per_buffer=RATE // 50)
     written = []
+    rng = random.Random(7)
     try:
         for _ in range(clicks):
-            time.sleep(0.25)  # drained: nothing buffered ahead of the click
+            # Drained: nothing buffered ahead of the click. A random phase against the
+            # sound server's own render period, which places each click a little
+            # differently; the median over many is what a trial sees on average.
+            time.sleep(rng.uniform(0.12, 0.16))
             written.append(time.monotonic())
             stream.write(click, RATE // 50)
         time.sleep(0.25)
