@@ -164,6 +164,7 @@ class SpeakerCore:
             with self._lock:
                 if self._inflight is request:
                     self._inflight = None
+                    self._pool.poke()  # quiet now: a standby may be opened
 
     # ----- watchdog (run by waiters) -------------------------------------------------------
     def _check_stalled(self, utterance: Utterance) -> None:
@@ -202,6 +203,7 @@ class SpeakerCore:
                 return
             if kind == "start":
                 utterance.heard_at = heard_at
+                self._pool.poke()  # its audio is playing: a standby may be opened
             elif kind == "word":
                 if utterance.state in (DONE, INTERRUPTED, FAILED):
                     return

@@ -55,10 +55,7 @@ class SenderLoop(ContextTurns):
                 else:  # nothing to say yet: the time to open sockets ahead of need
                     utterance = None
                     self._pool.wanted = False
-                retired = self._pool.take_retired()
             try:
-                for old in retired:
-                    old.close()
                 if utterance is None:
                     self._warm_up()
                 else:
@@ -78,11 +75,10 @@ class SenderLoop(ContextTurns):
         return bool(self._parts.get(head.serial)) or not head._open
 
     def _warm_up(self) -> None:
-        """Open a socket (and the standby) ahead of need; failures are only logged (the
-        next request retries)."""
+        """Open the primary socket ahead of need (the sockets thread adds the standby);
+        failures are only logged (the next request retries)."""
         try:
             self._pool.primary()
-            self._pool.open_standby()
         except (AuthenticationError, CertificateError) as exc:  # final: tell on_error now
             self._publish(self._on_error, ErrorEvent(exc))
         except SmallestError as exc:

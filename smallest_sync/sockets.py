@@ -1,9 +1,17 @@
-"""The Speaker's sockets: the primary, an idle standby, and those being retired."""
+"""The Speaker's sockets: the primary, an idle standby, and those being retired.
+
+Thread (started here): ``smallest-sockets`` opens the standby and closes retired
+sockets in the background, so a request never waits for either. After an
+interrupt it waits a moment, and then, if speech was asked for meanwhile, until
+that speech is playing: a handshake (a TLS one costs milliseconds of CPU on a
+Raspberry Pi) must not compete with the first audio.
+"""
 from __future__ import annotations
 
 import logging
 import threading
-from typing import List, Optional, Tuple
+import time
+from typing import Callable, List, Optional, Tuple
 
 from .connection import Connection, Handler
 from .errors import AuthenticationError, CertificateError, SmallestConnectionError, SmallestError, SpeakerClosedError
@@ -14,6 +22,11 @@ __all__ = ["SocketPool"]
 
 CONNECT_ATTEMPTS = 3  # per request; then the utterance fails
 BACKOFF_FIRST, BACKOFF_MAX = 0.2, 5.0
+# The sockets thread wakes at least this often, so a lost wake-up delays it but never stalls it.
+_MAX_IDLE_WAIT = 5.0
+# After an interrupt, opening the new standby and closing the old socket wait this
+# long, so a request made right after it goes first (see SocketPool._later).
+_GRACE = 0.02
 
 
 class SocketPool:
@@ -21,31 +34,43 @@ class SocketPool:
 
     Every attribute is guarded by ``lock``, the Speaker's condition, because an
     ``interrupt()`` on any thread retires the primary and promotes the standby in
-    the same step as it cuts the player. Connecting happens on the sender thread
-    only, without the lock; :meth:`close` aborts a connect in progress.
+    the same step as it cuts the player. Connecting happens without the lock: the
+    primary on the sender thread (when there is no standby to promote), the
+    standby on the ``smallest-sockets`` thread; :meth:`detach_all` aborts both.
 
     Attributes:
         conn: the primary socket requests go out on, or None.
         standby_conn: an open, idle socket, promoted when the primary is retired
             so the next request needs no handshake.
-        wanted: the sender should open sockets ahead of need.
+        wanted: the sender should open a primary ahead of need.
         fatal_error: a refused key or an unverifiable certificate: final, so no
             retry storm and no second attempt to hand the key to that server.
+        thread: ``smallest-sockets``; :meth:`start` starts it, :meth:`detach_all` stops it.
+
+    ``quiet`` (called with the lock held) says no request is waiting for its audio
+    to start playing; whoever makes it true again calls :meth:`poke`.
     """
 
     def __init__(self, url: str, api_key: str, *, handler: Handler, timeout: float,
-                 lock: threading.Condition, stop: threading.Event, standby: bool) -> None:
+                 lock: threading.Condition, stop: threading.Event, standby: bool,
+                 quiet: Callable[[], bool]) -> None:
         self._url, self._api_key, self._handler, self._timeout = url, api_key, handler, timeout
-        self._lock, self._stop = lock, stop
+        self._lock, self._stop, self._quiet = lock, stop, quiet
         self.standby = standby
         self.conn: Optional[Connection] = None
         self.standby_conn: Optional[Connection] = None
-        self.connecting: Optional[Connection] = None  # a connect in progress, for close() to abort
-        self.retired: List[Connection] = []  # aborted sockets whose readers the sender joins
+        self.connecting: List[Connection] = []  # connects in progress, for detach_all() to abort
+        self.retired: List[Connection] = []  # aborted sockets whose readers the sockets thread joins
         self.fatal_error: Optional[SmallestError] = None
-        self.wanted = True  # open a socket ahead of the first request
+        self.wanted = True  # open a primary ahead of the first request
         self.closed = False
+        self._standby_due = standby  # open a standby once a primary is up and all is quiet
+        self._not_before = 0.0  # (monotonic) the sockets thread's chores wait until then
+        self._awaiting_quiet = False  # the sockets thread has work once ``quiet`` turns true
         self._backoff = BACKOFF_FIRST  # next reconnect delay; reset by a successful connect
+        self._wake = threading.Event()  # something for the sockets thread to look at
+        # Daemon: a script that forgets close() still exits; Speaker.close() joins it.
+        self.thread = threading.Thread(target=self._run, name="smallest-sockets", daemon=True)
 
     def __repr__(self) -> str:
         return f"SocketPool(conn={self.conn!r}, standby={self.standby_conn!r})"
@@ -57,7 +82,8 @@ class SocketPool:
             return
         conn.abort()
         if conn not in self.retired:
-            self.retired.append(conn)
+            self.retired.append(conn)  # closed by the sockets thread (its reader is ending by itself)
+            self._later()
         if self.conn is conn:
             self.conn = None
 
@@ -65,9 +91,9 @@ class SocketPool:
         """Lock held: retire ``conn``, whose stream is stale, and make the standby the
         primary at once; a new standby is opened behind it."""
         self.retire(conn)
-        if self.conn is None:
-            self._promote_standby()
-        self.wanted = True
+        if self.conn is None and self._promote_standby() is None:
+            self.wanted = True  # the sender opens a primary ahead of need...
+            self._standby_due = self.standby  # ...and a standby follows it
 
     def _promote_standby(self) -> Optional[Connection]:
         """Lock held: make an open standby the primary (a new standby will follow)."""
@@ -75,8 +101,21 @@ class SocketPool:
         if standby is None or not standby.alive:
             return None
         self.conn, self.standby_conn = standby, None
-        self.wanted = True
+        self._standby_due = self.standby
+        self._later()
         return standby
+
+    def _later(self) -> None:
+        """Lock held: sockets thread chores, after a grace: a request right after an
+        interrupt goes first (they then wait until its audio is playing)."""
+        self._not_before = time.monotonic() + _GRACE
+        self._wake.set()
+
+    def poke(self) -> None:
+        """Lock held: ``quiet`` may have turned true; wakes the sockets thread if it waits for that."""
+        if self._awaiting_quiet:
+            self._awaiting_quiet = False
+            self._wake.set()
 
     def take_retired(self) -> List[Connection]:
         """Lock held: the retired sockets, for the caller to close without the lock."""
@@ -87,8 +126,9 @@ class SocketPool:
         """Lock held: stop for good; abort a connect in progress and hand back every
         socket for the caller to close without the lock."""
         self.closed = True
-        if self.connecting is not None:
-            self.connecting.abort()
+        self._wake.set()
+        for conn in self.connecting:
+            conn.abort()
         sockets = self.take_retired() + [c for c in (self.conn, self.standby_conn) if c is not None]
         self.conn = self.standby_conn = None
         return sockets
@@ -132,6 +172,7 @@ class SocketPool:
                 if not self.closed:
                     self.conn = conn
                     self._backoff = BACKOFF_FIRST
+                    self._wake.set()  # a standby may follow it
                     return conn
             conn.close()
             break
@@ -139,13 +180,50 @@ class SocketPool:
             raise SpeakerClosedError("this Speaker is closed")
         raise error
 
-    def open_standby(self) -> None:
-        """Make sure an idle second socket is open (when enabled); failures are logged."""
+    # ----- smallest-sockets thread -------------------------------------------------
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        wait = _MAX_IDLE_WAIT
+        while True:
+            self._wake.wait(wait)
+            with self._lock:
+                if self.closed:
+                    return
+                self._wake.clear()  # under the lock: a change made after this sets it again
+                wait, retired, open_standby = self._chores_now()
+            for old in retired:
+                old.close()
+            if open_standby:
+                self._open_standby()
+
+    def _chores_now(self) -> Tuple[float, List[Connection], bool]:
+        """Lock held: (how long to wait next, sockets to close, whether to open a standby).
+
+        Chores wait out the grace after an interrupt, then for quiet (:meth:`poke`).
+        """
+        standby_alive = self.standby_conn is not None and self.standby_conn.alive
+        if standby_alive:
+            self._standby_due = False
+        if not (self.retired or self._standby_due):
+            return _MAX_IDLE_WAIT, [], False
+        grace = self._not_before - time.monotonic()
+        if grace > 0:
+            return min(grace, _MAX_IDLE_WAIT), [], False
+        if not self._quiet():
+            self._awaiting_quiet = True
+            return _MAX_IDLE_WAIT, [], False
+        primary_up = self.conn is not None and self.conn.alive
+        open_standby = self._standby_due and primary_up
+        if open_standby:
+            self._standby_due = False
+        return _MAX_IDLE_WAIT, self.take_retired(), open_standby
+
+    def _open_standby(self) -> None:
+        """Open the idle second socket; a failure is logged (the next promotion tries again)."""
         with self._lock:
-            old = self.standby_conn
-            if not self.standby or self.closed or (old is not None and old.alive):
-                return
-            self.standby_conn = None
+            old, self.standby_conn = self.standby_conn, None
         if old is not None:
             old.close()
         try:
@@ -176,7 +254,7 @@ class SocketPool:
         with self._lock:
             if self.closed:
                 return None
-            self.connecting = conn
+            self.connecting.append(conn)
         try:
             conn.open()
         except (AuthenticationError, CertificateError) as exc:
@@ -185,7 +263,7 @@ class SocketPool:
             raise
         finally:
             with self._lock:
-                self.connecting = None
+                self.connecting.remove(conn)
         return conn
 
 

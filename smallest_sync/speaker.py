@@ -4,9 +4,10 @@ How the parts meet (see DESIGN.md for the picture):
 
 * Callers queue :class:`~smallest_sync.utterance.Utterance` objects and return
   (``say``) or wait on them (``speak``).
-* The ``smallest-sender`` thread (``sender.py``) owns the sockets' life
-  (``sockets.py``) and sends one request at a time; streamed turns in context
-  mode are ``context_turns.py``.
+* The ``smallest-sender`` thread (``sender.py``) opens the primary socket when
+  it needs one and sends one request at a time; streamed turns in context mode
+  are ``context_turns.py``. ``smallest-sockets`` (``sockets.py``) keeps the
+  standby socket open and closes retired ones, off the request's path.
 * Each connection's ``smallest-reader`` thread routes frames (``routing.py``):
   it decodes audio and feeds the player.
 * On a sound card, ``smallest-audio`` writes the player's audio block by block;
@@ -194,7 +195,7 @@ class Speaker(SenderLoop, FrameRouter):
         self._closing = False
         self._stop = threading.Event()
         self._pool = SocketPool(self._url, self._api_key, handler=self._on_frame, timeout=self.timeout,
-                                lock=self._lock, stop=self._stop, standby=standby)
+                                lock=self._lock, stop=self._stop, standby=standby, quiet=self._awaits_no_audio)
 
         self._cache = None
         if cache_dir is not None:
@@ -216,6 +217,7 @@ class Speaker(SenderLoop, FrameRouter):
                                     session=self._session, stop=self._stop, lock=self._lock)
         # All daemons: a script that forgets close() still exits; close() joins them.
         self._sender.start()
+        self._pool.start()
         self._keepalive.thread.start()
 
     # ----- public API --------------------------------------------------------
@@ -434,10 +436,11 @@ class Speaker(SenderLoop, FrameRouter):
             sockets = self._pool.detach_all()  # a handshake in progress ends now
         self._stop.set()
         self._finish(victims)
-        for thread in (self._sender, self._keepalive.thread, *self._streams):
+        connectors = (self._sender, self._pool.thread)
+        for thread in (*connectors, self._keepalive.thread, *self._streams):
             if thread is not threading.current_thread():
                 # A TCP connect cannot be aborted: it ends within ``timeout``.
-                thread.join(self.timeout + _JOIN_TIMEOUT if thread is self._sender else _JOIN_TIMEOUT)
+                thread.join(self.timeout + _JOIN_TIMEOUT if thread in connectors else _JOIN_TIMEOUT)
                 if thread.is_alive():
                     logger.error("%s did not stop within %.1f s", thread.name, _JOIN_TIMEOUT)
         for conn in sockets:
@@ -455,6 +458,15 @@ class Speaker(SenderLoop, FrameRouter):
     @property
     def closed(self) -> bool:
         return self._closing
+
+    def _awaits_no_audio(self) -> bool:
+        """Lock held: no request is waiting for its audio to start playing (or, for
+        synthesize(), to arrive): the sockets thread's cue to open a standby."""
+        request = self._inflight
+        if request is None or request.cancelled:
+            return True
+        utterance = request.utterance
+        return request.chunks > 0 and (utterance.heard_at is not None or not utterance._play)
 
     def _keepalive_targets(self) -> List[KeepaliveTarget]:
         """Keepalive thread: the sockets to keep and how, leaving out one busy with a request."""

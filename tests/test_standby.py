@@ -44,3 +44,28 @@ def test_keepalives_keep_both_sockets_open(emulator: Emulator, make_speaker: Cal
     assert emulator.connections_opened == 2 and emulator.connections_active == 2
     assert speaker.speak("Still both here.").done
     assert np.array_equal(output.samples(), np.concatenate([s.pcm for s in emulator.served]))
+
+
+def test_speech_after_an_interrupt_never_waits_for_the_new_standby_handshake(
+        emulator: Emulator, make_speaker: Callable[..., Speaker]) -> None:
+    """The replacement standby is opened off the request's path: with handshakes
+    that take 4 s, speech right after the interrupt, and again once that speech
+    ended, is heard while the new standby's handshake is still pending."""
+    emulator.config.realtime_factor = 2.0  # still streaming when interrupted
+    output = RecordingOutput()
+    speaker = make_speaker(output=output, standby=True)
+    assert emulator.wait_for(lambda emu: emu.connections_active == 2, 5), "a primary and a standby"
+    handle = speaker.say(" ".join(["interrupted"] * 30))
+    assert output.wait_sounding(5, timeout=5)
+    emulator.config.handshake_delay = 4.0
+    speaker.interrupt()
+    first = speaker.say("Now.")
+    assert first.wait(2.0) and first.done, "the first request after the interrupt waited"
+    second = speaker.say("Then.")
+    assert second.wait(2.0) and second.done, "the request after that waited for the standby"
+    assert handle.interrupted
+    texts = [(r.message or {}).get("text") for r in emulator.received]
+    assert "Now." in texts and "Then." in texts
+    assert emulator.connections_active == 1, "the new standby's handshake is still pending"
+    emulator.config.handshake_delay = 0.0
+    assert emulator.wait_for(lambda emu: emu.connections_active == 2 and emu.connections_opened == 3, 10)

@@ -82,6 +82,8 @@ class EmulatorConfig:
         reject_handshakes: reject the next N WebSocket handshakes with HTTP
             ``reject_status``; the server decrements it on each rejection.
         reject_status: HTTP status used by ``reject_handshakes``.
+        handshake_delay: seconds the server waits before answering each
+            WebSocket handshake (a slow TLS or proxy path).
     """
 
     engine: EngineName = "tone"
@@ -106,6 +108,7 @@ class EmulatorConfig:
     refuse_auth: bool = False
     reject_handshakes: int = 0
     reject_status: int = 503
+    handshake_delay: float = 0.0
 
 
 def snapshot(config: EmulatorConfig) -> EmulatorConfig:

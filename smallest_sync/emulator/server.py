@@ -24,7 +24,7 @@ import logging
 import re
 import threading
 from types import TracebackType
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Type
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Set, Tuple, Type, Union
 from urllib.parse import parse_qsl, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -71,6 +71,11 @@ def _phrase(status: int) -> str:
         return http.HTTPStatus(status).phrase
     except ValueError:
         return ""
+
+
+async def _accept_after(delay: float) -> None:
+    """``process_request`` result: accept the handshake, ``delay`` seconds late."""
+    await asyncio.sleep(delay)
 
 
 def _json_response(status: int, body: Any) -> Response:
@@ -283,7 +288,7 @@ class Emulator:
                 await server.wait_closed()
             logger.info("emulator stopped")
 
-    def _route(self, connection: ServerConnection, request: Request) -> Optional[Response]:
+    def _route(self, connection: ServerConnection, request: Request) -> Union[Response, None, Awaitable[None]]:
         """``process_request``: auth, HTTP endpoints and handshake faults (loop thread)."""
         cfg = snapshot(self.config)
         split = urlsplit(request.path)
@@ -304,6 +309,8 @@ class Emulator:
                 "message": "Emulated handshake rejection."})
         if not self._authorized(request, cfg):
             return _json_response(401, _UNAUTHORIZED)
+        if cfg.handshake_delay > 0:
+            return _accept_after(cfg.handshake_delay)  # websockets awaits it
         return None
 
     def _voices(self, request: Request, cfg: EmulatorConfig) -> Response:
