@@ -83,6 +83,7 @@ class SpeakerCore:
             # arrive, and have a fresh one ready for what comes next.
             request.cancelled = True
             self._pool.replace_primary(request.conn)
+            self._pool.poke()  # nothing waits for audio now
         self._lock.notify_all()
 
     def _finish(self, utterances: List[Utterance]) -> None:

@@ -66,8 +66,8 @@ class FrameRouter(SpeakerCore):
                 request.server_id = event.request_id
             if utterance.first_chunk_at is None:
                 utterance.first_chunk_at = request.progress_at
-            if request.chunks == 1 and not utterance._play:
-                self._pool.poke()  # synthesize()'s first audio is in: a standby may be opened
+            if request.chunks == 1:
+                self._pool.poke()  # its audio is in (and may already be playing): a standby may follow
         # Decode and feed outside the lock: feeding may wait for the output to catch up.
         try:
             pcm = request.decoder.decode(event.audio)

@@ -1,4 +1,4 @@
-"""The ``smallest-sender`` thread: owns the sockets' life and sends one request at a time.
+"""The ``smallest-sender`` thread: opens the primary socket when needed and sends one request at a time.
 
 It connects (with bounded backoff), sends one request, waits for that request's
 ``complete``, and retries or fails it when the server stalls or the socket

@@ -68,6 +68,7 @@ class SocketPool:
         self._not_before = 0.0  # (monotonic) the sockets thread's chores wait until then
         self._awaiting_quiet = False  # the sockets thread has work once ``quiet`` turns true
         self._backoff = BACKOFF_FIRST  # next reconnect delay; reset by a successful connect
+        self._standby_backoff = BACKOFF_FIRST  # the same for the standby
         self._wake = threading.Event()  # something for the sockets thread to look at
         # Daemon: a script that forgets close() still exits; Speaker.close() joins it.
         self.thread = threading.Thread(target=self._run, name="smallest-sockets", daemon=True)
@@ -77,7 +78,7 @@ class SocketPool:
 
     # ----- lock held ---------------------------------------------------------------
     def retire(self, conn: Optional[Connection]) -> None:
-        """Lock held: abort ``conn`` now; the sender closes it (joins its reader) later."""
+        """Lock held: abort ``conn`` now; the sockets thread closes it (joins its reader) later."""
         if conn is None:
             return
         conn.abort()
@@ -221,7 +222,8 @@ class SocketPool:
         return _MAX_IDLE_WAIT, self.take_retired(), open_standby
 
     def _open_standby(self) -> None:
-        """Open the idle second socket; a failure is logged (the next promotion tries again)."""
+        """Open the idle second socket. A failure is logged and tried again after a
+        backoff (growing to BACKOFF_MAX), unless it is final (key, certificate)."""
         with self._lock:
             old, self.standby_conn = self.standby_conn, None
         if old is not None:
@@ -230,10 +232,17 @@ class SocketPool:
             conn = self._open()
         except SmallestError as exc:
             logger.info("could not open a standby connection: %s", exc)
+            with self._lock:
+                if self.fatal_error is None:
+                    self._standby_due = True
+                    self._not_before = time.monotonic() + self._standby_backoff
+                    self._standby_backoff = min(self._standby_backoff * 2, BACKOFF_MAX)
+                    self._wake.set()  # (to wait out that backoff, not the idle wait)
             return
         if conn is None:
             return
         with self._lock:
+            self._standby_backoff = BACKOFF_FIRST
             if not self.closed:
                 self.standby_conn = conn
                 return

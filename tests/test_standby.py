@@ -69,3 +69,21 @@ def test_speech_after_an_interrupt_never_waits_for_the_new_standby_handshake(
     assert emulator.connections_active == 1, "the new standby's handshake is still pending"
     emulator.config.handshake_delay = 0.0
     assert emulator.wait_for(lambda emu: emu.connections_active == 2 and emu.connections_opened == 3, 10)
+
+
+def test_a_standby_refused_once_is_opened_on_the_next_try(
+        emulator: Emulator, make_speaker: Callable[..., Speaker]) -> None:
+    emulator.config.realtime_factor = 2.0  # still streaming when interrupted
+    output = RecordingOutput()
+    speaker = make_speaker(output=output, standby=True)
+    assert emulator.wait_for(lambda emu: emu.connections_active == 2, 5), "a primary and a standby"
+    handle = speaker.say(" ".join(["interrupted"] * 30))
+    assert output.wait_sounding(5, timeout=5)
+    emulator.config.reject_handshakes = 1  # the new standby's first handshake: 503
+    speaker.interrupt()
+    assert handle.wait(2) and handle.interrupted
+    assert emulator.wait_for(lambda emu: emu.connections_active == 2 and emu.connections_opened == 3, 10), \
+        "a standby again after the refusal"
+    statuses = [h.status for h in emulator.handshakes]
+    assert statuses[-2:] == [503, 101], statuses
+    assert speaker.speak("Still fine.").done
