@@ -1,25 +1,32 @@
 """The standby socket: after interrupt() the next request needs no new connection."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Tuple
 
 import numpy as np
 
-from smallest_sync import MemoryOutput, Speaker
+from smallest_sync import MemoryOutput, Speaker, Utterance
 from smallest_sync.emulator import Emulator
 
 from .conftest import RecordingOutput
 
 
-def test_after_an_interrupt_the_next_request_uses_the_standby_socket(
-        emulator: Emulator, make_speaker: Callable[..., Speaker]) -> None:
-    emulator.config.realtime_factor = 2.0  # still streaming when interrupted
+def speaking_with_standby(emulator: Emulator, make_speaker: Callable[..., Speaker]) -> Tuple[Speaker, Utterance]:
+    """A Speaker with its primary and standby open, speaking a long utterance the
+    server is still streaming (so an interrupt retires the primary)."""
+    emulator.config.realtime_factor = 2.0
     output = RecordingOutput()
     speaker = make_speaker(output=output, standby=True)
     assert emulator.wait_for(lambda emu: emu.connections_active == 2, 5), "a primary and a standby"
-    standby_id = emulator.handshakes[1].connection_id
     handle = speaker.say(" ".join(["interrupted"] * 30))
     assert output.wait_sounding(5, timeout=5)
+    return speaker, handle
+
+
+def test_after_an_interrupt_the_next_request_uses_the_standby_socket(
+        emulator: Emulator, make_speaker: Callable[..., Speaker]) -> None:
+    speaker, handle = speaking_with_standby(emulator, make_speaker)
+    standby_id = emulator.handshakes[1].connection_id
     speaker.interrupt()
     assert handle.wait(2) and handle.interrupted
     speaker.speak("Straight away.")
@@ -51,12 +58,7 @@ def test_speech_after_an_interrupt_never_waits_for_the_new_standby_handshake(
     """The replacement standby is opened off the request's path: with handshakes
     that take 4 s, speech right after the interrupt, and again once that speech
     ended, is heard while the new standby's handshake is still pending."""
-    emulator.config.realtime_factor = 2.0  # still streaming when interrupted
-    output = RecordingOutput()
-    speaker = make_speaker(output=output, standby=True)
-    assert emulator.wait_for(lambda emu: emu.connections_active == 2, 5), "a primary and a standby"
-    handle = speaker.say(" ".join(["interrupted"] * 30))
-    assert output.wait_sounding(5, timeout=5)
+    speaker, handle = speaking_with_standby(emulator, make_speaker)
     emulator.config.handshake_delay = 4.0
     speaker.interrupt()
     first = speaker.say("Now.")
@@ -73,12 +75,7 @@ def test_speech_after_an_interrupt_never_waits_for_the_new_standby_handshake(
 
 def test_a_standby_refused_once_is_opened_on_the_next_try(
         emulator: Emulator, make_speaker: Callable[..., Speaker]) -> None:
-    emulator.config.realtime_factor = 2.0  # still streaming when interrupted
-    output = RecordingOutput()
-    speaker = make_speaker(output=output, standby=True)
-    assert emulator.wait_for(lambda emu: emu.connections_active == 2, 5), "a primary and a standby"
-    handle = speaker.say(" ".join(["interrupted"] * 30))
-    assert output.wait_sounding(5, timeout=5)
+    speaker, handle = speaking_with_standby(emulator, make_speaker)
     emulator.config.reject_handshakes = 1  # the new standby's first handshake: 503
     speaker.interrupt()
     assert handle.wait(2) and handle.interrupted
