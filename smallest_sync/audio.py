@@ -29,12 +29,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: PortAudio block (period) of :class:`DeviceOutput`. The device buffers three of them,
-#: and ``smallest-audio`` wakes twice per block (to wait where a cut can reach it, then
-#: to write). Each wake-up costs CPU, so the block is long: measured here, a second of
-#: speech costs ~0.95 % of a core with 60 ms blocks and ~1.3 % with 30 ms. What a user
-#: hears does not depend on it: speech after a quiet spell goes into an empty buffer and
-#: is heard at once, and interrupt() drops the buffer. What does: pause() lets what the
-#: device holds play out (up to three blocks).
+#: and ``smallest-audio`` wakes about once per block to write one. Each wake-up costs
+#: CPU, so the block is long: measured here, a second of speech costs ~0.8 % of a core
+#: with 60 ms blocks, ~1.0 % with 30 ms and ~0.6 % with 100 ms. What a user hears does
+#: not depend on it: speech after a quiet spell goes into an empty buffer and is heard
+#: at once, and interrupt() drops the buffer. What does: pause() lets what the device
+#: holds play out (up to three blocks).
 DEFAULT_BLOCK_MS = 60
 
 __all__ = [

@@ -42,11 +42,16 @@ __all__ = ["Player", "Track"]
 Listener = Callable[["Track", str, Any, float], None]
 
 _JOIN_TIMEOUT = 5.0
-# The device writer issues a write this long before the device has room for it, so
-# the write mostly waits for that room and the fill read after it is exact (with
-# 4 ms, late wake-ups under load made heard times jitter by up to 10 ms); a cut
-# waits for a write only if it lands in this window.
+# A device write that returns later than this after it was called waited for room,
+# so the fill read right after it is exact (PortAudio's reported fill lags otherwise).
+_WRITE_BLOCKED = 0.002
+# To read the device's fill exactly, the writer wakes this long before the device
+# has room for a block, so the write waits for that room (with 4 ms, late wake-ups
+# under load made heard times jitter by up to 10 ms).
 _WRITE_AHEAD = 0.008
+# ... and does so at least once per this many blocks (~1 s of 60 ms blocks), to
+# follow a device clock that drifts from ours or a device that skipped.
+_RESYNC_BLOCKS = 16
 # The player thread wakes at least this often even with nothing due, so a lost
 # notification can delay it but never stall it.
 _MAX_IDLE_WAIT = 1.0
@@ -420,16 +425,15 @@ class Player:
         drop the device's buffer when a cut asks for it. A device error marks the
         output broken (never touched again) and is reported through ``on_failure``.
 
-        With the device full, the next write would block until a block has played;
-        a cut arriving meanwhile would have to wait for it (up to a block of stale
-        audio heard). So the thread waits on the player's condition instead, which
-        a cut wakes, and writes only :data:`_WRITE_AHEAD` before the room is due:
-        the write still blocks briefly, so the fill read after it is exact.
+        The thread wakes once per block: it waits on the player's condition (which
+        a cut, pause or close wakes) until the device has had room for the block
+        for a while (:class:`_DeviceTimeline`), then writes it, normally without
+        blocking. A write into a full device would block for up to a block while a
+        cut waits behind it; each extra wake-up costs CPU (~50 µs on a VM).
         """
         output = self._output
-        block, rate = output.block_frames, self._rate
-        play_at = 0.0  # when what the device holds has played (monotonic)
-        write_at: Optional[float] = None  # the device is full until about then
+        block = output.block_frames
+        timeline = _DeviceTimeline(output.capacity, block, self._rate)
         try:
             while True:
                 with self._cond:
@@ -439,7 +443,7 @@ class Player:
                             self._cond.wait(_MAX_IDLE_WAIT)
                             self._writer_idle = False
                             continue
-                        wait = 0.0 if write_at is None else write_at - time.monotonic()
+                        wait = timeline.next_write_at - time.monotonic()
                         if wait <= 0:
                             break
                         self._cond.wait(wait)  # a cut, pause or close wakes it
@@ -448,7 +452,7 @@ class Player:
                     flush = self._flush_wanted if self._flush_wanted != self._flush_done else 0
                     if not flush:
                         now = time.monotonic()
-                        parts, filled = self._take(block, now, max(0.0, play_at - now))
+                        parts, filled = self._take(block, now, max(0.0, timeline.played_at - now))
                 if flush:
                     try:
                         output.discard_buffered()
@@ -456,17 +460,14 @@ class Player:
                         with self._cond:
                             self._flush_done = flush
                             self.flushed_at = time.monotonic()
-                    play_at, write_at = 0.0, None  # an empty buffer
+                    timeline.emptied()
                     continue
                 if not filled:
                     continue
-                # Returns once the device has room for the block. Its fill, read right
-                # after, says when what it holds will have played.
+                before = time.monotonic()
                 output.write(parts[0] if len(parts) == 1 else np.concatenate(parts))
                 written = time.monotonic()
-                play_at = written + max(0, output.capacity - output.room()) / rate
-                full_until = play_at - (output.capacity - block) / rate  # room for a block from then
-                write_at = full_until - _WRITE_AHEAD if full_until - _WRITE_AHEAD > written else None
+                timeline.wrote(filled, before, written, max(0, output.capacity - output.room()))
         except Exception as exc:  # a failing device must fail the utterances, not the thread
             logger.exception("audio output %r failed", output)
             self.mark_broken()
@@ -554,6 +555,58 @@ class Player:
                 logger.error("the audio output is hung; abandoning it without closing")
             else:
                 self._output.close()
+
+
+class _DeviceTimeline:
+    """When the audio written to a device will have played, and when to write next
+    (monotonic seconds), for the ``smallest-audio`` thread.
+
+    The fill PortAudio reports lags behind the device (through PulseAudio it moves
+    in bursts, as the server asks for data), so it over-states what is left. Read
+    right after a write that had to wait for room, it is exact; read after any
+    other write, it is an upper bound. So the timeline is set from the fill after
+    a write that waited (or found the device run dry), and otherwise advanced by
+    the length of each block written, never past what the device reports.
+
+    Writes are timed to wake the thread once per block: half a block after the
+    device has room for it, so the write does not wait (and the fill stays over
+    one and a half blocks, slack for a late wake-up). Only to read the fill
+    exactly (once the device is full after running dry, then every
+    :data:`_RESYNC_BLOCKS` blocks) is a write issued just before the room is due.
+    """
+
+    __slots__ = ("_capacity", "_block", "_rate", "_until_sync", "played_at", "next_write_at")
+
+    def __init__(self, capacity: int, block: int, rate: int) -> None:
+        self._capacity = capacity
+        self._block = block
+        self._rate = rate
+        self._until_sync = 0  # blocks to write before the next exact read
+        self.played_at = 0.0  # what the device holds has played by then
+        self.next_write_at = 0.0
+
+    def emptied(self) -> None:
+        """The device's buffer was dropped."""
+        self.played_at = self.next_write_at = 0.0
+
+    def wrote(self, frames: int, before: float, after: float, fill: int) -> None:
+        """A write of ``frames`` was called at ``before`` and returned at ``after``,
+        leaving the device reporting ``fill`` frames held."""
+        reported = after + fill / self._rate
+        if after - before > _WRITE_BLOCKED:  # it waited for room: the fill is exact
+            self.played_at = reported
+            self._until_sync = _RESYNC_BLOCKS
+        elif self.played_at < before:  # the device ran dry: start from what it reports
+            self.played_at = reported
+            self._until_sync = 0
+        else:
+            self.played_at = min(self.played_at + frames / self._rate, reported)
+            self._until_sync -= 1
+        room_at = self.played_at - (self._capacity - self._block) / self._rate  # room for a block from then
+        if self._until_sync <= 0:
+            self.next_write_at = room_at - _WRITE_AHEAD
+        else:
+            self.next_write_at = room_at + self._block / 2 / self._rate
 
 
 def _join(parts: List[Pcm], filled: int, frames: int) -> Pcm:
