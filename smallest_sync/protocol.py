@@ -11,7 +11,7 @@ import binascii
 import json
 import logging
 import struct
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -197,13 +197,42 @@ def _number(value: Any, what: str) -> float:
     return float(value)
 
 
+_AUDIO_KEY = '"audio":"'
+_LIFTED = '"\\u0000"'  # stands in for the lifted audio: JSON text of a string base64 cannot be
+
+
+def _lift_audio(raw: str) -> Optional[Tuple[str, str]]:
+    """Split a chunk frame's base64 audio out of its JSON text: (the text with that
+    string replaced by :data:`_LIFTED`, the base64), or None if the frame is not in
+    the plain form (no such key, two of them, an escape in the value).
+
+    ``json.loads`` would scan and copy the ~10 kB base64 string only for it to be
+    decoded: lifting it out first makes parsing a chunk about a quarter faster. The
+    pattern cannot match inside a JSON string (its quotes would be escaped), and a
+    value without backslashes ends at the next quote, so the result is what a full
+    parse would give.
+    """
+    start = raw.find(_AUDIO_KEY)
+    if start < 0:
+        return None
+    begin = start + len(_AUDIO_KEY)
+    end = raw.find('"', begin)
+    if end < 0 or raw.find(_AUDIO_KEY, end) >= 0:
+        return None
+    audio = raw[begin:end]
+    if "\\" in audio:
+        return None
+    return raw[:begin - 1] + _LIFTED + raw[end + 1:], audio
+
+
 def parse_frame(raw: Union[str, bytes]) -> ServerEvent:
     """Parse one server text frame. Raises ProtocolError for anything malformed.
 
     Unknown keys are ignored; an unknown ``status`` becomes :class:`UnknownFrame`.
     """
+    lifted = _lift_audio(raw) if isinstance(raw, str) else None
     try:
-        message = json.loads(raw)
+        message = json.loads(raw if lifted is None else lifted[0])
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ProtocolError(f"server frame is not JSON: {str(raw)[:80]!r}") from exc
     if not isinstance(message, dict):
@@ -213,6 +242,8 @@ def parse_frame(raw: Union[str, bytes]) -> ServerEvent:
     if status == "chunk":
         data = message.get("data")
         audio = data.get("audio") if isinstance(data, dict) else None
+        if lifted is not None and audio == "\x00":
+            audio = lifted[1]
         if not isinstance(audio, str):
             raise ProtocolError("chunk frame without data.audio")
         try:

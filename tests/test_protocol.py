@@ -73,6 +73,38 @@ def test_parse_both_error_shapes() -> None:
     assert nested == ServerError("r", None, message="Too many", code="429")
 
 
+_B64 = base64.b64encode(bytes(range(256)) * 4).decode()  # every byte value; has "/" and "+"
+
+
+@pytest.mark.parametrize("raw", [
+    '{"status":"chunk","request_id":"a","data":{"audio":"%s"}}' % _B64,  # the service's compact form
+    '{"data": {"audio": "%s"}, "status": "chunk", "request_id": "a"}' % _B64,  # spaces, other key order
+    '{"status":"chunk","request_id":"a","data":{"audio":"%s"}}' % _B64.replace("/", "\\/"),  # escaped slashes
+    '{"status":"chunk","request_id":"a","data":{"audio":"%s"}}' % _B64.replace("A", "\\u0041"),  # escaped letters
+    '{"status":"chunk","request_id":"a","audio":"QUJD","data":{"audio":"%s"}}' % _B64,  # a second audio key
+    '{"status":"chunk","request_id":"a","data":{"audio":"QUJD","audio":"%s"}}' % _B64,  # duplicate: the last wins
+    '{"status":"chunk","request_id":"a","note":"say \\"audio\\":\\"QUJD\\"","data":{"audio":"%s"}}' % _B64,
+])
+def test_chunk_audio_is_what_a_full_json_parse_gives(raw: str) -> None:
+    # The parser lifts the base64 out of the text before parsing it (a quarter faster):
+    # whatever the JSON's form, the audio must be exactly the JSON's data.audio.
+    assert json.loads(raw)["data"]["audio"] == _B64  # (the frames are valid and mean the same)
+    assert parse_frame(raw) == AudioChunk("a", None, audio=bytes(range(256)) * 4)
+
+
+@pytest.mark.parametrize("raw", [
+    '{"status":"chunk","audio":"QUJD","data":{"audio":null}}',  # audio, but not where it belongs
+    '{"status":"chunk","audio":"QUJD","data":{}}',
+    '{"status":"chunk","data":{"audio":"QU\nJD"}}',  # a raw newline: not JSON
+    '{"status":"chunk","data":{"audio":"QUJD}}',  # unterminated
+    '{"status":"chunk","data":{"audio":"\\u0000"}}',  # the parser's own stand-in, sent by a server
+    '{"status":"chunk","audio":"QUJD","data":{"audio":"\\u0000"}}',  # ... next to audio in the wrong place
+])
+def test_chunk_frames_with_misplaced_or_broken_audio_raise_protocol_error(raw: str) -> None:
+    with pytest.raises(ProtocolError):
+        parse_frame(raw)
+
+
 @pytest.mark.parametrize("raw", ["not json", "[1,2]", '{"status":"chunk"}', '{"status":"chunk","data":{"audio":"%%%"}}',
                                  '{"status":"word_timestamp","data":{"word":"a","start":"soon"}}', b"\xff\xfe"])
 def test_malformed_frames_raise_protocol_error(raw: object) -> None:
