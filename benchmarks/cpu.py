@@ -35,8 +35,12 @@ after each utterance included).
 exactly as the service sends them (``{"status":"chunk","request_id",...,"data":
 {"audio": base64}}``, 150 ms of a sine each, 9.6 kB of base64 at 24 kHz), in
 batches of 200 frames with a fresh decoder per batch (one per request, as the
-client does). Throughput = audio seconds decoded / wall seconds, i.e. "× real
-time", per batch; the tail column is the 5th percentile (the slow batches).
+client does). Each client is fed the frames as its socket library hands them
+over (``Subject.frame_type``): ours as bytes (websocket-client's ``recv_data()``,
+which our reader uses), the peers as str (the SDK's ``on_message`` and pipecat's
+``websockets`` decode text frames). Throughput = audio seconds decoded / wall
+seconds, i.e. "× real time", per batch; the tail column is the 5th percentile
+(the slow batches).
 """
 from __future__ import annotations
 
@@ -207,11 +211,13 @@ def _decode_figures(subjects: List[Subject], quick: bool) -> List[Figure]:
             except Unsupported as exc:
                 figure.results[subject.name] = Stat.missing(str(exc))
                 continue
+            # each as its socket library hands it over (ours: bytes, the peers: str)
+            typed = [raw.encode() for raw in frames] if subject.frame_type is bytes else frames
             results = []
             for batch in range(3 + batches):  # 3 warm-up batches
                 decode = subject.frame_decoder()
                 start = time.perf_counter()
-                for raw in frames:
+                for raw in typed:
                     decode(raw)
                 elapsed = time.perf_counter() - start
                 if batch >= 3:

@@ -77,6 +77,8 @@ class Subject:
     name = "?"
     #: Why this client cannot interrupt speech in progress (None: it can).
     no_interrupt: Optional[str] = None
+    #: How its socket library hands it a text frame (what ``frame_decoder()`` is fed).
+    frame_type: type = str
 
     def open(self, base_url: str, *, sample_rate: int = 24000, output: str = "sink",
              on_write: Optional[Callable[[Any], None]] = None) -> None:
@@ -107,8 +109,9 @@ class Subject:
         """Monotonic time the client last dropped its device buffer (None: it never does)."""
         return None
 
-    def frame_decoder(self) -> Callable[[str], Any]:
-        """A fresh decoder for one request's frames: server text frame -> int16 samples."""
+    def frame_decoder(self) -> Callable[[Any], Any]:
+        """A fresh decoder for one request's frames: server text frame (a :attr:`frame_type`)
+        -> int16 samples."""
         raise Unsupported("frame decoder")
 
     def __enter__(self) -> "Subject":
@@ -159,6 +162,7 @@ class SmallestSync(Subject):
     """This repository's ``smallest_sync.Speaker``."""
 
     name = OURS
+    frame_type = bytes  # the reader's websocket-client recv_data() gives bytes
 
     def __init__(self) -> None:
         self.speaker: Any = None
@@ -210,12 +214,12 @@ class SmallestSync(Subject):
         value: Optional[float] = self.speaker._player.flushed_at
         return value
 
-    def frame_decoder(self) -> Callable[[str], Any]:
+    def frame_decoder(self) -> Callable[[bytes], Any]:
         from smallest_sync.protocol import PcmDecoder, parse_frame
 
         decode = PcmDecoder("pcm").decode
 
-        def frame_to_pcm(raw: str) -> Any:
+        def frame_to_pcm(raw: bytes) -> Any:
             return decode(parse_frame(raw).audio)  # type: ignore[union-attr]
 
         return frame_to_pcm

@@ -197,14 +197,19 @@ def _number(value: Any, what: str) -> float:
     return float(value)
 
 
-_AUDIO_KEY = '"audio":"'
-_LIFTED = '"\\u0000"'  # stands in for the lifted audio: JSON text of a string base64 cannot be
+# (the key that starts the audio, a quote, a backslash, the stand-in) per type of frame
+# text: the reader hands over bytes (websocket-client's recv_data), callers may pass str.
+_LIFT_TOKENS: Dict[type, Tuple[Any, Any, Any, Any]] = {
+    bytes: (b'"audio":"', b'"', b"\\", b'"\\u0000"'),
+    str: ('"audio":"', '"', "\\", '"\\u0000"'),  # the stand-in is JSON text of a string base64 cannot be
+}
 
 
-def _lift_audio(raw: str) -> Optional[Tuple[str, str]]:
+def _lift_audio(raw: Union[str, bytes]) -> Optional[Tuple[Union[str, bytes], Union[str, bytes]]]:
     """Split a chunk frame's base64 audio out of its JSON text: (the text with that
-    string replaced by :data:`_LIFTED`, the base64), or None if the frame is not in
-    the plain form (no such key, two of them, an escape in the value).
+    string replaced by a stand-in that parses to ``"\\x00"``, the base64), or None
+    if the frame is not in the plain form (no such key, two of them, an escape in
+    the value).
 
     ``json.loads`` would scan and copy the ~10 kB base64 string only for it to be
     decoded: lifting it out first makes parsing a chunk about a quarter faster. The
@@ -212,17 +217,21 @@ def _lift_audio(raw: str) -> Optional[Tuple[str, str]]:
     value without backslashes ends at the next quote, so the result is what a full
     parse would give.
     """
-    start = raw.find(_AUDIO_KEY)
+    tokens = _LIFT_TOKENS.get(type(raw))
+    if tokens is None:
+        return None
+    key, quote, backslash, stand_in = tokens
+    start = raw.find(key)
     if start < 0:
         return None
-    begin = start + len(_AUDIO_KEY)
-    end = raw.find('"', begin)
-    if end < 0 or raw.find(_AUDIO_KEY, end) >= 0:
+    begin = start + len(key)
+    end = raw.find(quote, begin)
+    if end < 0 or raw.find(key, end) >= 0:
         return None
     audio = raw[begin:end]
-    if "\\" in audio:
+    if backslash in audio:
         return None
-    return raw[:begin - 1] + _LIFTED + raw[end + 1:], audio
+    return raw[:begin - 1] + stand_in + raw[end + 1:], audio
 
 
 def parse_frame(raw: Union[str, bytes]) -> ServerEvent:
@@ -230,7 +239,7 @@ def parse_frame(raw: Union[str, bytes]) -> ServerEvent:
 
     Unknown keys are ignored; an unknown ``status`` becomes :class:`UnknownFrame`.
     """
-    lifted = _lift_audio(raw) if isinstance(raw, str) else None
+    lifted = _lift_audio(raw)
     try:
         message = json.loads(raw if lifted is None else lifted[0])
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
@@ -244,7 +253,7 @@ def parse_frame(raw: Union[str, bytes]) -> ServerEvent:
         audio = data.get("audio") if isinstance(data, dict) else None
         if lifted is not None and audio == "\x00":
             audio = lifted[1]
-        if not isinstance(audio, str):
+        if not isinstance(audio, (str, bytes)):
             raise ProtocolError("chunk frame without data.audio")
         try:
             return AudioChunk(ids[0], ids[1], base64.b64decode(audio, validate=True))

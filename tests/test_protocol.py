@@ -90,6 +90,8 @@ def test_chunk_audio_is_what_a_full_json_parse_gives(raw: str) -> None:
     # whatever the JSON's form, the audio must be exactly the JSON's data.audio.
     assert json.loads(raw)["data"]["audio"] == _B64  # (the frames are valid and mean the same)
     assert parse_frame(raw) == AudioChunk("a", None, audio=bytes(range(256)) * 4)
+    # The reader hands frames over as bytes (websocket-client's recv_data): the same.
+    assert parse_frame(raw.encode()) == AudioChunk("a", None, audio=bytes(range(256)) * 4)
 
 
 @pytest.mark.parametrize("raw", [
@@ -103,6 +105,8 @@ def test_chunk_audio_is_what_a_full_json_parse_gives(raw: str) -> None:
 def test_chunk_frames_with_misplaced_or_broken_audio_raise_protocol_error(raw: str) -> None:
     with pytest.raises(ProtocolError):
         parse_frame(raw)
+    with pytest.raises(ProtocolError):
+        parse_frame(raw.encode())
 
 
 @pytest.mark.parametrize("raw", ["not json", "[1,2]", '{"status":"chunk"}', '{"status":"chunk","data":{"audio":"%%%"}}',
