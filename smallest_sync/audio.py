@@ -30,12 +30,12 @@ logger = logging.getLogger(__name__)
 
 #: PortAudio block (period) of :class:`DeviceOutput`. The device buffers three of them,
 #: and ``smallest-audio`` wakes about once per block to write one. Each wake-up costs
-#: CPU, so the block is long: measured here, a second of speech costs ~0.8 % of a core
-#: with 60 ms blocks, ~1.0 % with 30 ms and ~0.6 % with 100 ms. What a user hears does
+#: CPU, so the block is long: measured here, a second of speech costs ~0.7 % of a core
+#: with 100 ms blocks, ~0.9 % with 60 ms and ~1.0 % with 30 ms. What a user hears does
 #: not depend on it: speech after a quiet spell goes into an empty buffer and is heard
-#: at once, and interrupt() drops the buffer. What does: pause() lets what the device
-#: holds play out (up to three blocks).
-DEFAULT_BLOCK_MS = 60
+#: at once, interrupt() drops the buffer, and pause() drops it too and queues again
+#: what it held unheard. A longer buffer only gives more slack to a late wake-up.
+DEFAULT_BLOCK_MS = 100
 
 __all__ = [
     "AudioOutput",

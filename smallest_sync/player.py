@@ -12,11 +12,15 @@ Cutting a track (interrupt, cancel) removes its audio under the same lock that
 feeding takes, so after :meth:`Player.cut` returns no later :meth:`Player.feed` of
 that track can reach the output.
 
+A sound card's buffer is dropped after a cut and on :meth:`Player.pause`; what it
+held that is not heard yet, of tracks not cut, goes back to the head of the queue
+with its cues, so nothing is lost and no cue fires for audio that was never heard.
+
 Threads (started here): ``smallest-player`` dispatches cues at their time, runs
 the clock of real-time null output and writes sinks; for a sound card,
 ``smallest-audio`` is the only thread that calls the device after it is opened:
-it writes one block at a time (the write returns when the device has room for
-it) and drops the device's buffer after a cut.
+it writes one block at a time (timed so the device has room for it) and drops
+the device's buffer when asked to.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import collections
 import heapq
 import itertools
 import logging
+import math
 import threading
 import time
 from typing import Any, Callable, Deque, Iterable, List, Optional, Tuple, Union
@@ -49,9 +54,15 @@ _WRITE_BLOCKED = 0.002
 # has room for a block, so the write waits for that room (with 4 ms, late wake-ups
 # under load made heard times jitter by up to 10 ms).
 _WRITE_AHEAD = 0.008
-# ... and does so at least once per this many blocks (~1 s of 60 ms blocks), to
+# ... and does so at least once per this many blocks (~1 s of 100 ms blocks), to
 # follow a device clock that drifts from ours or a device that skipped.
-_RESYNC_BLOCKS = 16
+_RESYNC_BLOCKS = 10
+# When a device's buffer is dropped (pause, or a cut with other tracks' audio in it),
+# what it was to play from this long before the drop was asked for is queued again.
+# Through PulseAudio the drop also loses up to ~10 ms that had been handed on for
+# playing (measured on the recorded sink): without the margin resume() would skip
+# that much; with it, it repeats 5-20 ms instead.
+_REPLAY_MARGIN = 0.015
 # The player thread wakes at least this often even with nothing due, so a lost
 # notification can delay it but never stall it.
 _MAX_IDLE_WAIT = 1.0
@@ -60,7 +71,7 @@ _MAX_IDLE_WAIT = 1.0
 class Track:
     """The player's view of one utterance. Fields are guarded by the player's lock."""
 
-    __slots__ = ("label", "cut", "fed", "taken", "first_taken_at", "ended", "heard_out", "cues",
+    __slots__ = ("label", "cut", "fed", "taken", "first_taken_at", "started", "ended", "heard_out", "cues",
                  "finished", "clock", "heard_from")
 
     def __init__(self, label: str = "") -> None:
@@ -70,6 +81,7 @@ class Track:
         self.fed = 0  # samples queued so far
         self.taken = 0  # samples handed to the output so far
         self.first_taken_at: Optional[float] = None  # monotonic time of the first one
+        self.started = False  # its start cue is due or has fired
         self.ended = False  # its end cue has been taken
         self.heard_out = False  # its end cue has fired: nothing of it is left in the device
         self.finished = False  # finish() was called: no more audio or cues are accepted
@@ -83,15 +95,18 @@ class Track:
 
 
 class _Cue:
-    __slots__ = ("kind", "payload")
+    __slots__ = ("kind", "payload", "position")
 
-    def __init__(self, kind: str, payload: Any = None) -> None:
+    def __init__(self, kind: str, payload: Any = None, position: Optional[int] = None) -> None:
         self.kind = kind
         self.payload = payload
+        self.position = position  # the sample it marks (mark_at), or None: in the queue's order
 
 
 _Item = Tuple[Track, Union[Pcm, _Cue]]
 _Due = Tuple[float, int, Track, _Cue]  # (when heard, tie-break, ...): a heap
+#: (when heard, track, samples or a queued cue): what went to a device and may be unheard.
+_Handed = Tuple[float, Track, Union[Pcm, _Cue]]
 
 
 class Player:
@@ -151,6 +166,9 @@ class Player:
         # waits for a block in flight rather than letting it "play" after returning.
         self._write_lock = threading.Lock()
         self._feed_waiters = 0  # feeds waiting for room: takes must wake them
+        # Device outputs: the pieces and queued cues taken, oldest first, until heard; what a
+        # dropped device buffer held is put back in the queue from here (pause, cut).
+        self._handed: Deque[_Handed] = collections.deque()
         self.flushed_at: Optional[float] = None  # monotonic time the device buffer was last dropped
         self.taken_total = 0  # samples the output has taken, all tracks (stall watchdog)
         output.open(sample_rate)
@@ -215,7 +233,7 @@ class Player:
         with self._cond:
             if track.cut or track.finished or self._closing:
                 return False
-            cue = _Cue(kind, payload)
+            cue = _Cue(kind, payload, position)
             if position < track.taken:  # taken already: due when that sample is heard
                 start, before = track.clock
                 rate = self._rate if self._output.kind != "sink" else float("inf")
@@ -233,10 +251,16 @@ class Player:
         heapq.heappush(self._due, (when, next(self._due_order), track, cue))
 
     def pause(self) -> None:
-        """Stop taking audio; nothing is dropped. What the device already buffered
-        (up to three blocks) still plays."""
+        """Stop playing now; nothing is lost. A device's buffer is dropped and what it
+        held, not yet heard, goes back to the head of the queue with its cues (the few
+        milliseconds the device plays before the drop are heard again on resume)."""
         with self._cond:
+            if self._paused:
+                return
             self._paused = True
+            if (self._output.kind == "device" and not self._broken
+                    and self._take_back(time.monotonic() - _REPLAY_MARGIN)):
+                self._flush_wanted = self._flush_done + 1
             self._cond.notify_all()
 
     def resume(self) -> None:
@@ -271,6 +295,9 @@ class Player:
                         self._flush_wanted = self._flush_done + 1
             if not cut_any:
                 return
+            if self._flush_wanted != self._flush_done:
+                # Other tracks' audio in the buffer about to be dropped plays later instead.
+                self._take_back(time.monotonic() - _REPLAY_MARGIN)
             if self._items and self._items[0][0].cut:
                 self._head_pos = 0
             self._items = collections.deque(item for item in self._items if not item[0].cut)
@@ -324,14 +351,21 @@ class Player:
         scheduled = len(self._due)
         if self._paused or self._flush_wanted != self._flush_done:
             return parts, 0  # (a pending flush: take nothing until the device buffer is dropped)
+        handed = self._handed if self._output.kind == "device" else None
+        if handed is not None:
+            self._forget_heard(now)
         while items and filled < frames:
             track, data = items[0]
             if isinstance(data, _Cue):
                 items.popleft()
                 self._cue_taken(track, data, now + delay + filled / rate)
+                if handed is not None:
+                    handed.append((now + delay + filled / rate, track, data))
                 continue
-            if track.taken == 0:
-                track.first_taken_at = now
+            if not track.started:
+                track.started = True
+                if track.first_taken_at is None:
+                    track.first_taken_at = now
                 track.heard_from = now + delay + filled / rate
                 self._schedule(track.heard_from, track, _Cue("start"))
             track.clock = (now + delay + filled / rate, track.taken)
@@ -340,7 +374,10 @@ class Player:
             while cues and cues[0][0] < track.taken + count:
                 position, cue = cues.popleft()
                 self._schedule(now + delay + (filled + max(position - track.taken, 0)) / rate, track, cue)
-            parts.append(data[self._head_pos:self._head_pos + count])
+            part = data[self._head_pos:self._head_pos + count]
+            parts.append(part)
+            if handed is not None:
+                handed.append((now + delay + filled / rate, track, part))
             self._head_pos += count
             filled += count
             track.taken += count
@@ -362,6 +399,82 @@ class Player:
         if scheduled != len(self._due) or self._feed_waiters:
             self._cond.notify_all()
         return parts, filled
+
+    def _forget_heard(self, now: float) -> None:
+        """Lock held: drop from :attr:`_handed` what has been heard by ``now``."""
+        handed = self._handed
+        while handed:
+            when, _, data = handed[0]
+            if when + (0 if isinstance(data, _Cue) else len(data) / self._rate) > now:
+                break
+            handed.popleft()
+
+    def _take_back(self, now: float) -> int:
+        """Lock held; the device's buffer is about to be dropped. What it holds that is
+        not heard by ``now`` (of tracks not cut) goes back to the head of the queue, its
+        cues back to where they were taken from. Returns the samples put back.
+
+        Samples and cues are on one timeline (``_take`` places both), so a cue comes
+        back when its sample does, and only if it has not fired: every cue fires once.
+        """
+        back: List[_Item] = []  # newest first
+        pending = {id(due[3]) for due in self._due}  # cues not fired yet
+        cues_back = set()
+        samples = 0
+        handed = self._handed
+        while handed:
+            when, track, data = handed[-1]
+            if isinstance(data, _Cue):
+                if when < now:
+                    break
+                handed.pop()
+                if not track.cut and id(data) in pending:  # (one that fired stays fired)
+                    back.append((track, data))
+                    cues_back.add(id(data))
+                    if data.kind == "end":
+                        track.ended = False
+                continue
+            heard = max(0, math.ceil((now - when) * self._rate))  # samples of it heard by now
+            if heard >= len(data):
+                break
+            handed.pop()
+            if not track.cut:
+                back.append((track, data[heard:]))
+                track.taken -= len(data) - heard
+                samples += len(data) - heard
+            if heard:
+                break
+        handed.clear()  # the rest is heard (or being heard): nothing of it can come back
+        if not back:
+            return 0
+        if self._head_pos:  # the head item's taken part is now in front of it again
+            track, data = self._items[0]
+            self._items[0] = (track, data[self._head_pos:])  # type: ignore[index]
+            self._head_pos = 0
+        self._items.extendleft(back)  # (reverses it: oldest first)
+        self._buffered += samples
+        # Their cues not yet heard: queued ones are back in the queue, the rest go back
+        # to their track's marks (a start cue is made again when sample 0 is retaken).
+        tracks = {id(track): track for track, _ in back}
+        kept: List[_Due] = []
+        for due in self._due:
+            track, cue = due[2], due[3]
+            if id(track) in tracks:
+                if id(cue) in cues_back:
+                    continue
+                if cue.position is None and cue.kind == "start" and not track.taken:
+                    track.started = False  # made again when sample 0 is retaken
+                    continue
+                if cue.position is not None and cue.position >= track.taken:
+                    track.cues.append((cue.position, cue))
+                    continue
+            kept.append(due)
+        for track in tracks.values():
+            if len(track.cues) > 1:
+                track.cues = collections.deque(sorted(track.cues, key=lambda mark: mark[0]))
+        self._due = kept
+        heapq.heapify(self._due)
+        return samples
 
     def _cue_taken(self, track: Track, cue: _Cue, when: float) -> None:
         if cue.kind == "end":

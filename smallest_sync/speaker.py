@@ -359,11 +359,13 @@ class Speaker(SenderLoop, FrameRouter):
         wav.close()
 
     def pause(self) -> None:
-        """Hold playback where it is (nothing is dropped); :meth:`resume` carries on."""
+        """Silence playback now; nothing is lost: :meth:`resume` carries on from where
+        the sound stopped. A sound card's buffer is dropped and what it held unheard is
+        queued again (repeating a few milliseconds), so no word event fires while paused."""
         self._player.pause()
 
     def resume(self) -> None:
-        """Carry on playing from the sample where :meth:`pause` stopped."""
+        """Carry on playing from where :meth:`pause` stopped the sound."""
         self._player.resume()
 
     @property
