@@ -649,6 +649,7 @@ class Player:
                 for track, _ in self._items:
                     track.cut = True
                 self._items.clear()
+                self._handed.clear()
                 self._due.clear()
                 self._buffered = 0
                 self._cond.notify_all()
