@@ -353,7 +353,7 @@ class Player:
             return parts, 0  # (a pending flush: take nothing until the device buffer is dropped)
         handed = self._handed if self._output.kind == "device" else None
         if handed is not None:
-            self._forget_heard(now)
+            self._forget_heard(now - _REPLAY_MARGIN)  # what a take-back may still want
         while items and filled < frames:
             track, data = items[0]
             if isinstance(data, _Cue):
@@ -392,6 +392,8 @@ class Player:
                 break
             items.popleft()
             self._cue_taken(track, trailing, now + delay + filled / rate)
+            if handed is not None:
+                handed.append((now + delay + filled / rate, track, trailing))
         self._buffered -= filled
         if filled:
             self._progress_at = now
@@ -428,7 +430,7 @@ class Player:
                 if when < now:
                     break
                 handed.pop()
-                if not track.cut and id(data) in pending:  # (one that fired stays fired)
+                if not (track.cut or track.heard_out) and id(data) in pending:  # (one that fired stays fired)
                     back.append((track, data))
                     cues_back.add(id(data))
                     if data.kind == "end":
@@ -438,7 +440,7 @@ class Player:
             if heard >= len(data):
                 break
             handed.pop()
-            if not track.cut:
+            if not (track.cut or track.heard_out):  # (a track heard to its end is not replayed)
                 back.append((track, data[heard:]))
                 track.taken -= len(data) - heard
                 samples += len(data) - heard
