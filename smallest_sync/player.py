@@ -420,7 +420,7 @@ class Player:
         back when its sample does, and only if it has not fired: every cue fires once.
         """
         back: List[_Item] = []  # newest first
-        pending = {id(due[3]) for due in self._due}  # cues not fired yet
+        pending = {due[3] for due in self._due}  # cues not fired yet
         cues_back = set()
         samples = 0
         handed = self._handed
@@ -430,9 +430,9 @@ class Player:
                 if when < now:
                     break
                 handed.pop()
-                if not (track.cut or track.heard_out) and id(data) in pending:  # (one that fired stays fired)
+                if not (track.cut or track.heard_out) and data in pending:  # (one that fired stays fired)
                     back.append((track, data))
-                    cues_back.add(id(data))
+                    cues_back.add(data)
                     if data.kind == "end":
                         track.ended = False
                 continue
@@ -457,12 +457,12 @@ class Player:
         self._buffered += samples
         # Their cues not yet heard: queued ones are back in the queue, the rest go back
         # to their track's marks (a start cue is made again when sample 0 is retaken).
-        tracks = {id(track): track for track, _ in back}
+        tracks = {track for track, _ in back}
         kept: List[_Due] = []
         for due in self._due:
             track, cue = due[2], due[3]
-            if id(track) in tracks:
-                if id(cue) in cues_back:
+            if track in tracks:
+                if cue in cues_back:
                     continue
                 if cue.position is None and cue.kind == "start" and not track.taken:
                     track.started = False  # made again when sample 0 is retaken
@@ -471,7 +471,7 @@ class Player:
                     track.cues.append((cue.position, cue))
                     continue
             kept.append(due)
-        for track in tracks.values():
+        for track in tracks:
             if len(track.cues) > 1:
                 track.cues = collections.deque(sorted(track.cues, key=lambda mark: mark[0]))
         self._due = kept
