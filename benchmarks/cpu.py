@@ -53,7 +53,7 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from smallest_sync.audio import DEFAULT_BLOCK_MS
+from smallest_sync.playback.device import DEFAULT_BLOCK_MS
 
 from .common import OURS, REPO, Figure, Stat, diff_cpu, log, sink_ready, thread_cpu
 from .server import EmulatorProcess

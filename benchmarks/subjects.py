@@ -215,7 +215,7 @@ class SmallestSync(Subject):
         return value
 
     def frame_decoder(self) -> Callable[[bytes], Any]:
-        from smallest_sync.protocol import PcmDecoder, parse_frame
+        from smallest_sync.net.protocol import PcmDecoder, parse_frame
 
         decode = PcmDecoder("pcm").decode
 

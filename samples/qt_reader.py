@@ -27,14 +27,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import faulthandler
-import itertools
 import json
 import logging
 import os
-import re
 import sys
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QCloseEvent, QColor, QKeySequence, QTextCursor
@@ -43,42 +41,12 @@ from PySide6.QtWidgets import (QApplication, QComboBox, QDoubleSpinBox, QHBoxLay
                                QPlainTextEdit, QPushButton, QTextEdit, QVBoxLayout, QWidget)
 
 from smallest_sync import EndEvent, ErrorEvent, SmallestError, Speaker, StartEvent, Utterance, WordEvent
+from smallest_sync.gui import WordFinder
 
 VOICES = ["meher", "liam", "avery", "devansh", "kartik", "maithili"]
 TEXT = ("Smallest sync reads this text aloud, and the window highlights every word "
         "as it is heard. Press Stop at any moment to silence it at once.")
 HIGHLIGHT = "#ffd54f"
-
-
-class WordFinder:
-    """Maps the words the service reports to spans of the text (Qt positions).
-
-    A reported word may differ from the text in case or punctuation ("hello" for
-    "Hello,"), and some cannot be found at all (a number read out as words). So:
-    compare letters and digits only, search forward from the last match, a few
-    words at most, and skip a word that cannot be placed.
-    """
-
-    LOOKAHEAD = 6
-
-    def __init__(self, text: str) -> None:
-        # Qt counts positions in UTF-16 units, where an emoji is two: map Python's indexes.
-        qt = list(itertools.accumulate((2 if ord(ch) > 0xFFFF else 1 for ch in text), initial=0))
-        self._words = [(qt[m.start()], qt[m.end()], _letters(m.group())) for m in re.finditer(r"\S+", text)]
-        self._next = 0
-
-    def find(self, word: str) -> Optional[Tuple[int, int]]:
-        key = _letters(word)
-        for i in range(self._next, min(self._next + self.LOOKAHEAD, len(self._words))):
-            start, end, letters = self._words[i]
-            if key and letters == key:
-                self._next = i + 1
-                return start, end
-        return None
-
-
-def _letters(word: str) -> str:
-    return "".join(ch for ch in word.casefold() if ch.isalnum())
 
 
 class ReaderWindow(QMainWindow):
@@ -93,7 +61,7 @@ class ReaderWindow(QMainWindow):
         super().__init__()
         self.setWindowTitle("smallest_sync reader (Qt)")
         self.current: Optional[Utterance] = None  # what Speak started last
-        self.finder = WordFinder("")
+        self.finder = WordFinder("", utf16=True)
 
         self.editor = QPlainTextEdit(TEXT)
         font = self.editor.font()
@@ -156,7 +124,7 @@ class ReaderWindow(QMainWindow):
         except SmallestError as exc:  # a malformed voice id, say
             self.set_status(f"error: {exc}")
             return
-        self.finder = WordFinder(text)
+        self.finder = WordFinder(text, utf16=True)
         self.editor.setExtraSelections([])
         self.editor.setReadOnly(True)  # edits would shift the spans being highlighted
         self.set_status("connecting…")

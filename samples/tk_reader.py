@@ -25,49 +25,19 @@ import faulthandler
 import json
 import logging
 import os
-import re
 import sys
 import time
 import tkinter as tk
 from tkinter import ttk
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional
 
 from smallest_sync import EndEvent, ErrorEvent, SmallestError, Speaker, StartEvent, Utterance, WordEvent
-from smallest_sync.gui import TkDelivery
+from smallest_sync.gui import TkDelivery, WordFinder
 
 VOICES = ["meher", "liam", "avery", "devansh", "kartik", "maithili"]
 TEXT = ("Smallest sync reads this text aloud, and the window highlights every word "
         "as it is heard. Press Stop at any moment to silence it at once.")
 HIGHLIGHT = "#ffd54f"
-
-
-class WordFinder:
-    """Maps the words the service reports to character spans of the text.
-
-    A reported word may differ from the text in case or punctuation ("hello" for
-    "Hello,"), and some cannot be found at all (a number read out as words). So:
-    compare letters and digits only, search forward from the last match, a few
-    words at most, and skip a word that cannot be placed.
-    """
-
-    LOOKAHEAD = 6
-
-    def __init__(self, text: str) -> None:
-        self._words = [(m.start(), m.end(), _letters(m.group())) for m in re.finditer(r"\S+", text)]
-        self._next = 0
-
-    def find(self, word: str) -> Optional[Tuple[int, int]]:
-        key = _letters(word)
-        for i in range(self._next, min(self._next + self.LOOKAHEAD, len(self._words))):
-            start, end, letters = self._words[i]
-            if key and letters == key:
-                self._next = i + 1
-                return start, end
-        return None
-
-
-def _letters(word: str) -> str:
-    return "".join(ch for ch in word.casefold() if ch.isalnum())
 
 
 class Reader:

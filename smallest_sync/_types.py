@@ -1,7 +1,7 @@
 """Types shared across modules: the PCM alias, and the base of immutable values."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -12,15 +12,15 @@ if TYPE_CHECKING:
     #: Mono 16-bit PCM samples.
     Pcm: TypeAlias = npt.NDArray[np.int16]
 else:
-    Pcm = np.ndarray  # numpy.typing costs ~1 ms at import, for annotations alone
+    Pcm = np.ndarray  # numpy.typing is slow to import, and here it would serve annotations alone
 
 
 class Record:
     """An immutable value with fields named by ``__slots__``.
 
     What ``dataclass(frozen=True)`` would give, without its cost at import time
-    (it generates and compiles each class's methods, ~0.5 ms a class here, and
-    ``dataclasses`` itself costs ~1 ms to import).
+    (it generates and compiles each class's methods, and ``dataclasses`` itself
+    takes a while to import).
     """
 
     __slots__: Tuple[str, ...] = ()
@@ -53,3 +53,21 @@ class Record:
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
         return f"{type(self).__name__}({fields})"
+
+
+class AudioCounts:
+    """How much of an utterance's audio was queued and handed to the output.
+
+    The player counts into it while the utterance plays (under the player's lock);
+    readers on other threads see each count as it was at some recent moment.
+    """
+
+    __slots__ = ("fed", "taken", "first_taken_at")
+
+    def __init__(self) -> None:
+        self.fed = 0  # samples queued for playing
+        self.taken = 0  # samples handed to the output
+        self.first_taken_at: Optional[float] = None  # monotonic time of the first one
+
+    def __repr__(self) -> str:
+        return f"AudioCounts(fed={self.fed}, taken={self.taken})"

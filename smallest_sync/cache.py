@@ -94,11 +94,13 @@ class PhraseCache:
             is not a directory and cannot be created.
     """
 
-    def __init__(self, directory: Union[str, "os.PathLike[str]"], *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(self, directory: Union[str, "os.PathLike[str]"], *, max_bytes: int = DEFAULT_MAX_BYTES,
+                 server: Optional[str] = None) -> None:
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
             raise ConfigurationError(f"max_bytes must be a positive int; got {max_bytes!r}")
         self.directory = os.path.expanduser(os.fspath(directory))  # "~/.cache/..." as users write it
         self.max_bytes = max_bytes
+        self.server = server  # the base URL :meth:`key` uses when given none
         try:
             os.makedirs(self.directory, exist_ok=True)
         except OSError as exc:  # FileExistsError when a file is in the way
@@ -110,11 +112,15 @@ class PhraseCache:
     def __repr__(self) -> str:
         return f"PhraseCache({self.directory!r}, max_bytes={self.max_bytes})"
 
-    def key(self, text: str, settings: Settings, *, server: str) -> str:
-        """The entry name for ``text`` spoken with ``settings`` by ``server`` (a base URL).
+    def key(self, text: str, settings: Settings, *, server: Optional[str] = None) -> str:
+        """The entry name for ``text`` spoken with ``settings`` by ``server`` (a base URL;
+        by default the cache's own).
 
         Stable across runs and machines; see the module docstring for what is keyed.
         """
+        server = server if server is not None else self.server
+        if server is None:
+            raise ConfigurationError("key() needs the server's base URL (or a PhraseCache made with server=)")
         parts = urllib.parse.urlsplit(server.strip())
         host = (parts.hostname or "").lower()  # no port: a local emulator gets a new one each run
         canonical = json.dumps(

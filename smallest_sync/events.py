@@ -1,28 +1,19 @@
-"""Events a Speaker reports, and the thread that runs user callbacks.
+"""Events a Speaker reports: plain values handed to callbacks and to ``Speaker.events``.
 
-User code never runs on the reader thread or the player's threads: those hand
-events to :class:`Dispatcher`, whose ``smallest-events``
-thread calls the callbacks one at a time, outside every library lock. A slow or
-failing callback therefore cannot stutter audio; its exception is logged with
-traceback and reported to ``on_error``.
+Callbacks run one at a time on the ``smallest-events`` thread (see
+:mod:`smallest_sync.session.announce`), never on the reader or audio threads and
+with no library lock held: they may call any method of the Speaker.
 """
 from __future__ import annotations
 
-import logging
-import queue
-import threading
-from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from ._types import Record
 
 if TYPE_CHECKING:
     from .utterance import Utterance
 
-logger = logging.getLogger(__name__)
-
-__all__ = ["StartEvent", "EndEvent", "ErrorEvent", "WordEvent", "AudioEvent", "Event", "Dispatcher"]
-
-_JOIN_TIMEOUT = 5.0
+__all__ = ["StartEvent", "EndEvent", "ErrorEvent", "WordEvent", "AudioEvent", "Event"]
 
 
 class StartEvent(Record):
@@ -87,54 +78,3 @@ class AudioEvent(Record):
 
 #: What ``Speaker.events`` carries.
 Event = Union[StartEvent, EndEvent, ErrorEvent, WordEvent]
-
-_Call = Tuple[Callable[[Any], object], Any]
-_STOP = object()
-
-
-class Dispatcher:
-    """Runs callbacks in order on one named thread.
-
-    ``on_error`` receives an :class:`ErrorEvent` for every callback that raised
-    (except when ``on_error`` itself raised: that is only logged).
-    """
-
-    def __init__(self, on_error: Optional[Callable[[ErrorEvent], object]] = None) -> None:
-        self._on_error = on_error
-        self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="smallest-events", daemon=True)
-        # Daemon: a callback that never returns must not keep the program alive.
-        self._thread.start()
-
-    def emit(self, callback: Optional[Callable[[Any], object]], event: Any) -> None:
-        """Queue ``callback(event)``; a None callback is skipped. Never blocks."""
-        if callback is not None:
-            self._queue.put((callback, event))
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            callback, event = item
-            try:
-                callback(event)
-            except (Exception, SystemExit) as exc:  # sys.exit() in a callback must not kill the thread
-                logger.exception("callback %r raised", callback)
-                if callback is not self._on_error and self._on_error is not None:
-                    self._queue.put((self._on_error, ErrorEvent(exc, getattr(event, "utterance", None))))
-
-    @property
-    def on_thread(self) -> bool:
-        """True when called from a callback."""
-        return threading.current_thread() is self._thread
-
-    def close(self) -> None:
-        """Run what is queued, then stop the thread (joined unless called from a callback)."""
-        self._queue.put(_STOP)
-        if not self.on_thread:
-            self._thread.join(_JOIN_TIMEOUT)
-            if self._thread.is_alive():
-                logger.error("a callback is still running after %.1f s; leaving its thread", _JOIN_TIMEOUT)
-            else:
-                self._on_error = None  # the caller's: not kept past close()

@@ -18,15 +18,54 @@ reported by Qt, never raised into the library.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
-from typing import Any, Callable, Optional, Tuple
+import re
+from typing import Any, Callable, List, Optional, Tuple
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TkDelivery", "QtDelivery"]
+__all__ = ["TkDelivery", "QtDelivery", "WordFinder"]
 
 Handler = Callable[[Any], object]
+
+
+class WordFinder:
+    """Maps the words the service reports to spans of the text, to highlight them.
+
+    A reported word may differ from the text in case or punctuation ("hello" for
+    "Hello,"), and some cannot be found at all (a number read out as words). So:
+    compare letters and digits only, search forward from the last match, a few
+    words at most, and skip a word that cannot be placed.
+
+    ``utf16=True`` gives positions in UTF-16 code units, as Qt counts them (an
+    emoji is two); otherwise Python string indexes, as Tk's ``"1.0 + N chars"`` takes.
+    """
+
+    LOOKAHEAD = 6
+
+    def __init__(self, text: str, *, utf16: bool = False) -> None:
+        if utf16:
+            at: List[int] = list(itertools.accumulate((2 if ord(ch) > 0xFFFF else 1 for ch in text), initial=0))
+        else:
+            at = list(range(len(text) + 1))
+        self._words = [(at[m.start()], at[m.end()], _letters(m.group())) for m in re.finditer(r"\S+", text)]
+        self._next = 0
+
+    def find(self, word: str) -> Optional[Tuple[int, int]]:
+        """The (start, end) of ``word``'s next match in the text, or None."""
+        key = _letters(word)
+        for i in range(self._next, min(self._next + self.LOOKAHEAD, len(self._words))):
+            start, end, letters = self._words[i]
+            if key and letters == key:
+                self._next = i + 1
+                return start, end
+        return None
+
+
+def _letters(word: str) -> str:
+    return "".join(ch for ch in word.casefold() if ch.isalnum())
 
 
 class TkDelivery:

@@ -7,6 +7,7 @@ know fails with :class:`~smallest_sync.errors.APIError` on first use.
 from __future__ import annotations
 
 import math
+import os
 import re
 from typing import Any, Dict, Optional, Tuple
 
@@ -21,7 +22,13 @@ __all__ = [
     "OUTPUT_FORMATS",
     "DEFAULT_VOICES",
     "validate_text",
+    "resolve_api_key",
+    "DEFAULT_BASE_URL",
+    "API_KEY_ENV",
 ]
+
+DEFAULT_BASE_URL = "wss://api.smallest.ai"
+API_KEY_ENV = "SMALLEST_API_KEY"
 
 MODELS: Tuple[str, ...] = ("lightning_v3.1", "lightning_v3.1_pro")
 DEFAULT_VOICES: Dict[str, str] = {"lightning_v3.1_pro": "meher", "lightning_v3.1": "sophia"}
@@ -111,3 +118,18 @@ def validate_id(value: str, what: str) -> str:
     if not _ID_RE.match(value):
         raise ConfigurationError(f"{what} must match [A-Za-z0-9_.-]{{1,128}}; got {value!r}")
     return value
+
+
+def resolve_api_key(api_key: Optional[str] = None) -> str:
+    """``api_key``, else ``$SMALLEST_API_KEY``, stripped; "" when there is none."""
+    return (api_key if api_key is not None else os.environ.get(API_KEY_ENV) or "").strip()
+
+
+def require_api_key(api_key: Optional[str] = None) -> str:
+    """:func:`resolve_api_key`, or ConfigurationError saying how to get one."""
+    key = resolve_api_key(api_key)
+    if not key:
+        raise ConfigurationError(
+            f"no API key: pass api_key= or set {API_KEY_ENV} (get one at https://waves.smallest.ai); "
+            "to work offline, run the bundled emulator (python -m smallest_sync.emulator)")
+    return key

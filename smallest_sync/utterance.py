@@ -1,19 +1,22 @@
-"""The handle of one piece of text on its way to the speaker."""
+"""The handle of one piece of text on its way to the speaker.
+
+A passive handle, like :class:`concurrent.futures.Future`: it holds its own state,
+error, timings and words, and its own event to wait on. The Speaker that made it
+marks it (through the underscored methods below, under the Speaker's lock); the
+handle never calls into the Speaker, except through the ``cancel`` function it
+was given.
+"""
 from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any, List, Optional, Tuple, Union
+from typing import Callable, List, Optional, Tuple
 
+from ._types import AudioCounts
 from .events import WordEvent
-from .player import Track
 from .settings import Settings
-from .timeline import TurnTimeline
 
-if TYPE_CHECKING:
-    from .speaker import Speaker
-
-__all__ = ["Utterance"]
+__all__ = ["Utterance", "AudioCounts"]
 
 # States, in order of life; the last three are final. "speaking": its request is
 # out and audio is arriving; "playing": all its audio has arrived and is being heard.
@@ -22,57 +25,46 @@ DONE, INTERRUPTED, FAILED = "done", "interrupted", "failed"
 FINAL = (DONE, INTERRUPTED, FAILED)
 
 
-class PlayedTrack:
-    """What a finished utterance keeps of its player :class:`~smallest_sync.player.Track`:
-    the final counts, without the player's machinery (``Speaker.events`` keeps finished
-    utterances alive, so they should be small)."""
-
-    __slots__ = ("fed", "taken", "first_taken_at", "cut")
-
-    def __init__(self, track: Track) -> None:
-        self.fed = track.fed
-        self.taken = track.taken
-        self.first_taken_at = track.first_taken_at
-        self.cut = track.cut
-
-    def __repr__(self) -> str:
-        return f"PlayedTrack(fed={self.fed}, taken={self.taken}, cut={self.cut})"
-
-
 # What a finished utterance holds instead of its own Event (a Condition, a lock and a
-# deque: ~1.2 kB) and of its Track, which every Player refuses (cut and finished), so
-# a thread that reaches for it after the end feeds and marks nothing.
+# deque): finished utterances are kept by Speaker.events, so they should be small.
 _FINISHED = threading.Event()
 _FINISHED.set()
-_NO_TRACK = Track("finished")
-_NO_TRACK.cut = _NO_TRACK.finished = True
+
+
+def _cancelled_already(utterance: "Utterance") -> None:
+    """The cancel function of a finished utterance: there is nothing left to cancel."""
 
 
 class Utterance:
     """A piece of text being spoken, returned by ``say()`` and ``speak()``.
 
-    Thread-safe: any thread may ``wait()`` on it or ``cancel()`` it. State changes
-    are made by the Speaker under its lock.
+    Thread-safe: any thread may ``wait()`` on it or ``cancel()`` it; neither waits
+    for a lock of the Speaker.
 
     Attributes:
-        text: what was asked for.
+        text: what was asked for (for a token stream: what has been read so far).
         settings: the voice settings it is spoken with (fixed when it was queued).
         state: ``"queued"``, ``"speaking"`` (audio arriving), ``"playing"`` (all
             audio arrived), then one of ``"done"``, ``"interrupted"``, ``"failed"``.
+        error: the exception that failed it, or None.
         cached: True when its audio came from the Speaker's phrase cache, not the server.
+        track: its audio's counts (``fed``, ``taken``, ``first_taken_at``), kept
+            current while it plays and final once it is over.
+        queued_at, sent_at, first_chunk_at, heard_at, ended_at: ``time.monotonic()``
+            when it was queued, its first request sent, its first audio received,
+            its first sample heard, and when it ended (None until then).
     """
 
-    def __init__(self, text: str, settings: Settings, serial: int, speaker: "Speaker", *,
-                 streaming: bool = False, play: bool = True) -> None:
+    def __init__(self, text: str, settings: Settings, serial: int, *,
+                 cancel: Callable[["Utterance"], None], counts: Optional[AudioCounts] = None) -> None:
         self.text = text
         self.settings = settings
         self.serial = serial
-        self._speaker = speaker
-        self._track = Track(f"utterance-{serial}")  # the player's; _NO_TRACK once over
-        #: Its audio as the player counts it: the Track while it lives, a PlayedTrack once over.
-        self.track: Union[Track, PlayedTrack] = self._track
+        self._cancel = cancel
+        self.track = counts if counts is not None else AudioCounts()
         self.state = QUEUED
         self.error: Optional[BaseException] = None
+        self.cached = False
         self._finished = threading.Event()
         self.queued_at = time.monotonic()
         self.sent_at: Optional[float] = None
@@ -82,20 +74,6 @@ class Utterance:
         # Words heard so far, as (word, start, end, index): not the WordEvents, which point
         # back here (a cycle: a finished utterance would wait for a full GC to be freed).
         self._heard: List[Tuple[str, float, float, int]] = []
-        self._open = streaming  # more text may still come (a token stream)
-        self._streaming = streaming
-        self._play = play  # False: synthesize() collects the audio instead of playing it
-        self._collected: List[Any] = []  # synthesize(): decoded audio, reader thread only
-        # Reader thread only, taken under the Speaker's lock; None once over (it holds request ids).
-        self._timeline: Optional[TurnTimeline] = TurnTimeline(settings.sample_rate)
-        self._words_placed = 0  # reader thread only
-        self._pending_error: Optional[BaseException] = None  # raised once what arrived is heard
-        self.cached = False
-        # Phrase cache: the entry's key (None: not cached), whether it was looked up,
-        # and the words as placed on the timeline, kept to store with the audio.
-        self._cache_key: Optional[str] = None
-        self._cache_tried = False
-        self._placed_words: List[Tuple[str, float, float]] = []
 
     def __repr__(self) -> str:
         text = self.text if len(self.text) <= 40 else self.text[:37] + "..."
@@ -104,7 +82,7 @@ class Utterance:
     @property
     def words(self) -> List[WordEvent]:
         """The words heard so far, in order (WordEvents equal to those ``on_word`` got)."""
-        return [WordEvent(word, start, end, self, index) for word, start, end, index in self._heard]
+        return [WordEvent(word, start, end, self, index) for word, start, end, index in list(self._heard)]
 
     @property
     def done(self) -> bool:
@@ -138,28 +116,24 @@ class Utterance:
         """Block until it is over, or ``timeout`` seconds pass.
 
         Returns True when over (check :attr:`interrupted`), False on timeout.
-        Raises the error that failed it (typed, with ``__cause__``). Even with no
-        timeout the wait is bounded: a stalled server or audio device fails the
-        utterance after the Speaker's ``timeout``.
+        Raises the error that failed it (typed, with ``__cause__``). Returns within
+        ``timeout`` whatever the Speaker's threads are doing. Even with no timeout
+        the wait is bounded: the Speaker fails an utterance that a stalled server or
+        audio device holds up for longer than its ``timeout``.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        check_every = self._speaker.timeout / 4
-        while not self._finished.is_set():
-            remaining = check_every if deadline is None else min(check_every, deadline - time.monotonic())
-            if remaining <= 0:
-                return False
-            if not self._finished.wait(remaining):
-                self._speaker._check_stalled(self)
+        if not self._finished.wait(timeout):
+            return False
         if self.error is not None:
             raise self.error
         return True
 
     def cancel(self) -> None:
-        """Drop this utterance only: silenced if playing, skipped if queued."""
-        self._speaker._cancel(self)
+        """Drop this utterance only: silenced if playing, skipped if queued. Any thread."""
+        self._cancel(self)
 
-    # Called by the Speaker, under its lock.
+    # ----- for the Speaker that made it (under its lock) ---------------------
     def _end(self, state: str, error: Optional[BaseException] = None) -> bool:
+        """Make the state final; False if it already was."""
         if self.state in FINAL:
             return False
         self.state = state
@@ -167,11 +141,12 @@ class Utterance:
         self.ended_at = time.monotonic()
         return True
 
+    def _word_heard(self, word: WordEvent) -> None:
+        self._heard.append((word.word, word.start, word.end, word.index))
+
     def _release(self) -> None:
-        """Over (state final, its audio cut or heard): wake the waiters and let go of what
-        only a live utterance needs. Idempotent."""
-        if self._track is not _NO_TRACK:
-            self.track = PlayedTrack(self._track)
-            self._track, self._timeline = _NO_TRACK, None
+        """Over (state final, its audio cut or heard): let go of the Speaker and wake
+        the waiters. Idempotent."""
+        self._cancel = _cancelled_already
         finished, self._finished = self._finished, _FINISHED
         finished.set()

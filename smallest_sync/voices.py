@@ -14,7 +14,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from ._version import __version__
-from .connection import _body_message, live_url
+from .net.connection import _body_message, live_url
 from .errors import (
     APIError,
     AuthenticationError,
@@ -23,8 +23,7 @@ from .errors import (
     ProtocolError,
     SmallestConnectionError,
 )
-from .settings import validate_model
-from .speaker import API_KEY_ENV, DEFAULT_BASE_URL, resolve_api_key
+from .settings import API_KEY_ENV, DEFAULT_BASE_URL, resolve_api_key, validate_model
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +89,7 @@ def list_voices(
     if not key:
         raise ConfigurationError(f"no API key: pass api_key= or set {API_KEY_ENV}")
     url = voices_url(base_url, model, allow_insecure=allow_insecure)
-    # Imported here: urllib.request costs ~12 ms at import, and only this call needs it.
+    # Imported here: urllib.request is slow to import, and only this call needs it.
     import http.client
     import urllib.error
     import urllib.request

@@ -9,12 +9,21 @@ from typing import Any, Callable, Iterator, List, Tuple
 import numpy as np
 import pytest
 
-from smallest_sync import NullOutput, Speaker
+from smallest_sync import NullOutput, Speaker, Utterance
 from smallest_sync.emulator import Emulator, EmulatorConfig
 
 from .sink import sink_recorder  # noqa: F401  (fixture, shared by every test module)
 
 API_KEY = "sk_test_0123456789abcdef"
+#: A request lost with its socket before any audio is sent at most this many times
+#: in all (README: "sent again, twice at most").
+MAX_SENDS = 3
+
+
+def heard_whole(utterance: Utterance) -> bool:
+    """It ended normally and every sample of it that arrived was played."""
+    counts = utterance.track
+    return utterance.state == "done" and counts.fed > 0 and counts.taken == counts.fed
 
 
 def _library_threads() -> List[threading.Thread]:

@@ -49,7 +49,7 @@ from smallest_sync import (
 )
 from smallest_sync.emulator import Emulator
 
-from .conftest import RecordingOutput, strip_silence
+from .conftest import MAX_SENDS, RecordingOutput, heard_whole, strip_silence
 
 # A hang fails the test here rather than after the suite-wide 60 s.
 pytestmark = pytest.mark.timeout(30)
@@ -167,7 +167,7 @@ def test_socket_dropped_before_audio_is_resent_a_bounded_number_of_times(
     with within(TIMEOUT + SLACK), pytest.raises(SmallestConnectionError):
         utter(speaker, style, TEXT, TIMEOUT + SLACK)
     served = emulator.served
-    assert 2 <= len(served) <= 3, [s.text for s in served]  # sent again, twice at most (README)
+    assert len(served) == MAX_SENDS, [s.text for s in served]  # sent again, twice at most (README)
     assert len({s.text for s in served}) == 1  # the same request each time
     assert all(s.fault == "drop" and s.sent_samples == 0 for s in served)
     assert not output.samples().size
@@ -369,9 +369,19 @@ def test_a_flood_while_paused_is_still_held_to_the_players_bound(
     speaker = make_speaker(output=RecordingOutput(), timeout=0.2)
     speaker.pause()
     handle = speaker.say(text)
-    # Re-checked at every chunk the emulator sends, and once more after 3 s (15 timeouts).
-    over = emulator.wait_for(lambda emu: speaker._player.buffered_seconds > PLAYER_BOUND_S + 0.5, timeout=3)
+    # Re-checked at every chunk the emulator sends, and once more at the timeout.
+    filled = emulator.wait_for(lambda emu: speaker._player.buffered_seconds >= PLAYER_BOUND_S - 1, timeout=5)
+    over = emulator.wait_for(lambda emu: speaker._player.buffered_seconds > PLAYER_BOUND_S + 0.5, timeout=2)
     buffered = speaker._player.buffered_seconds
     speaker.interrupt()
     assert handle.wait(2) and handle.interrupted
+    assert filled, f"only {buffered:.1f} s of audio was queued: the flood never reached the bound"
     assert not over, f"{buffered:.1f} s of audio queued while paused; the bound is {PLAYER_BOUND_S:.0f} s"
+
+
+def test_an_utterance_queued_behind_long_speech_is_not_called_stalled(
+        emulator: Emulator, make_speaker: Callable[..., Speaker]) -> None:
+    # It waits for the one ahead to finish playing; that is not a dead device.
+    speaker = make_speaker(output=RecordingOutput(), timeout=0.5)
+    speaker.say("one two three four five six seven")  # about 2.5 s
+    assert heard_whole(speaker.speak("short"))

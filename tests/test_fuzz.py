@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smallest_sync.connection import Connection, ConnectionClosed
+from smallest_sync.net.connection import Connection, ConnectionClosed
 from smallest_sync.errors import ProtocolError
-from smallest_sync.protocol import PcmDecoder, parse_frame
+from smallest_sync.net.protocol import PcmDecoder, parse_frame
 
 VALID = [
     json.dumps({"status": "chunk", "request_id": "r", "data": {"audio": base64.b64encode(b"\x01\x02\x03").decode()}}),

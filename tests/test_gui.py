@@ -10,7 +10,7 @@ from typing import Callable, List
 import pytest
 
 from smallest_sync import EndEvent, MemoryOutput, Speaker, WordEvent
-from smallest_sync.gui import QtDelivery, TkDelivery
+from smallest_sync.gui import QtDelivery, TkDelivery, WordFinder
 
 TEXT = "Highlight each word as it is heard"
 
@@ -94,3 +94,17 @@ def test_qt_delivery_runs_handlers_on_the_gui_thread(make_speaker: Callable[...,
     QtCore.QTimer.singleShot(10000, app.quit)
     app.exec()
     assert words == TEXT.split() and on_gui_thread == {True}
+
+
+def test_word_finder_places_words_despite_case_punctuation_and_misses() -> None:
+    finder = WordFinder("Hello, world! It costs $100, today.")
+    assert [finder.find(word) for word in ("hello", "WORLD", "It", "costs")] == [(0, 6), (7, 13), (14, 16), (17, 22)]
+    assert finder.find("one") is None and finder.find("hundred") is None  # "$100" read out: skipped
+    assert finder.find("today") == (29, 35)
+    assert finder.find("hello") is None  # never backwards
+
+
+def test_word_finder_counts_positions_as_python_or_as_qt_does() -> None:
+    assert WordFinder("I \U0001F600 tea").find("tea") == (4, 7)  # Python (and Tk) count the emoji once
+    assert WordFinder("I \U0001F600 tea", utf16=True).find("tea") == (5, 8)  # QTextCursor: UTF-16 units
+

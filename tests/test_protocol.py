@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from smallest_sync.errors import ProtocolError
-from smallest_sync.protocol import (
+from smallest_sync.net.protocol import (
     AudioChunk,
     Complete,
     PcmDecoder,
@@ -157,3 +157,9 @@ def test_g711_is_monotonic_in_magnitude() -> None:
     table = PcmDecoder("ulaw").decode(bytes(range(256))).astype(int)
     assert np.all(np.diff(table[:128]) > 0) and np.all(np.diff(table[128:]) < 0)
     assert struct.calcsize("<h") == 2
+
+
+@pytest.mark.parametrize("raw", ['{"status":"chunk","data":{"audio":"AAAA\\u00e9"}}', "[" * 100000 + "]" * 100000])
+def test_hostile_frames_are_protocol_errors_not_crashes(raw: str) -> None:
+    with pytest.raises(ProtocolError):
+        parse_frame(raw)

@@ -62,3 +62,68 @@ def test_lazy_names_import_on_first_use() -> None:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_module_paths_users_import_keep_working() -> None:
+    import smallest_sync.audio as audio
+    import smallest_sync.gui as gui
+    import smallest_sync.text as text
+
+    assert audio.DeviceOutput is smallest_sync.DeviceOutput and audio.MemoryOutput is smallest_sync.MemoryOutput
+    assert callable(audio.list_output_devices) and callable(audio.make_output)
+    assert gui.TkDelivery and gui.QtDelivery and gui.WordFinder and callable(text.split_text)
+
+
+def _imports(path: "pathlib.Path", package: str) -> "set[str]":
+    """Every smallest_sync module ``path`` imports, TYPE_CHECKING blocks included."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package.split(".")
+            if node.level:
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if not target.startswith("smallest_sync"):
+                continue
+            for alias in node.names:  # "from . import x" may name a module
+                found.add(f"{target}.{alias.name}")
+            found.add(target)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("smallest_sync"))
+    return found
+
+
+def test_no_import_cycles_inside_the_package() -> None:
+    import pathlib
+
+    root = pathlib.Path(smallest_sync.__file__).parent
+    modules = {}
+    for path in root.rglob("*.py"):
+        parts = list(path.relative_to(root.parent).with_suffix("").parts)
+        is_package = parts[-1] == "__init__"
+        name = ".".join(parts[:-1] if is_package else parts)
+        modules[name] = (path, name if is_package else name.rpartition(".")[0])
+    graph = {name: {m for m in _imports(path, package) if m in modules and m != name}
+             for name, (path, package) in modules.items()}
+    # A package imports what it re-exports; only its modules' own imports can make a cycle.
+    for name in list(graph):
+        graph[name] -= {p for p in graph[name] if name.startswith(p + ".")}
+    allowed = {frozenset({"smallest_sync.events", "smallest_sync.utterance"})}  # two value types
+    cycles = []
+
+    def visit(node: str, path: "list[str]") -> None:
+        for nxt in graph[node]:
+            if nxt in path:
+                cycle = path[path.index(nxt):]
+                if frozenset(cycle) not in allowed:
+                    cycles.append(cycle + [nxt])
+            elif len(path) < 12:
+                visit(nxt, path + [nxt])
+
+    for start in graph:
+        visit(start, [start])
+    assert not cycles, cycles[:5]

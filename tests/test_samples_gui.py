@@ -124,19 +124,3 @@ def load_sample(sample: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.mark.parametrize("sample", SAMPLES)
-def test_word_finder_places_words_despite_case_punctuation_and_misses(sample: str) -> None:
-    require_toolkit(sample)
-    finder = load_sample(sample).WordFinder("Hello, world! It costs $100, today.")
-    assert [finder.find(word) for word in ("hello", "WORLD", "It", "costs")] == [(0, 6), (7, 13), (14, 16), (17, 22)]
-    assert finder.find("one") is None and finder.find("hundred") is None  # "$100" read out: skipped
-    assert finder.find("today") == (29, 35)
-    assert finder.find("hello") is None  # never backwards
-
-
-def test_qt_word_finder_counts_positions_the_way_qt_does() -> None:
-    require_toolkit("qt_reader")
-    # QTextCursor positions are UTF-16 units: the emoji counts two.
-    assert load_sample("qt_reader").WordFinder("I \U0001F600 tea").find("tea") == (5, 8)

@@ -8,7 +8,7 @@ import numpy as np
 from smallest_sync import MemoryOutput, Speaker, Utterance
 from smallest_sync.emulator import Emulator
 
-from .conftest import RecordingOutput
+from .conftest import RecordingOutput, heard_whole
 
 
 def speaking_with_standby(emulator: Emulator, make_speaker: Callable[..., Speaker]) -> Tuple[Speaker, Utterance]:
@@ -49,7 +49,7 @@ def test_keepalives_keep_both_sockets_open(emulator: Emulator, make_speaker: Cal
     first, second = (h.connection_id for h in emulator.handshakes[:2])
     assert emulator.wait_for(lambda emu: pinged(emu, first) >= 8 and pinged(emu, second) >= 8, 10)
     assert emulator.connections_opened == 2 and emulator.connections_active == 2
-    assert speaker.speak("Still both here.").done
+    assert heard_whole(speaker.speak("Still both here."))
     assert np.array_equal(output.samples(), np.concatenate([s.pcm for s in emulator.served]))
 
 
@@ -83,4 +83,4 @@ def test_a_standby_refused_once_is_opened_on_the_next_try(
         "a standby again after the refusal"
     statuses = [h.status for h in emulator.handshakes]
     assert statuses[-2:] == [503, 101], statuses
-    assert speaker.speak("Still fine.").done
+    assert heard_whole(speaker.speak("Still fine."))

@@ -13,7 +13,7 @@ import pytest
 from smallest_sync import AudioEvent, ConfigurationError, MemoryOutput, SmallestError, Speaker
 from smallest_sync.emulator import Emulator, synthesize
 
-from .conftest import RecordingOutput
+from .conftest import RecordingOutput, heard_whole
 from .sink import SINK_RATE, SinkRecorder, find_segment
 
 ANSWER = [f"Sentence {n} of it." for n in range(1, 11)]
@@ -60,7 +60,7 @@ def test_say_stream_returns_at_once_and_reports_a_broken_stream(make_speaker: Ca
     with pytest.raises(SmallestError) as caught:
         utterance.wait(10)
     assert isinstance(caught.value.__cause__, RuntimeError)
-    assert speaker.speak("The next one is fine.").done
+    assert heard_whole(speaker.speak("The next one is fine."))
 
 
 def test_speak_stream_propagates_the_stream_error(make_speaker: Callable[..., Speaker]) -> None:
@@ -71,7 +71,7 @@ def test_speak_stream_propagates_the_stream_error(make_speaker: Callable[..., Sp
     speaker = make_speaker(output=MemoryOutput())
     with pytest.raises(KeyError):
         speaker.speak_stream(broken())
-    assert speaker.speak("Still usable.").done
+    assert heard_whole(speaker.speak("Still usable."))
 
 
 def test_ten_says_from_three_threads_play_in_order_sample_exact(
@@ -178,4 +178,30 @@ def test_context_mode_streams_one_turn_on_every_server_variant(
     assert np.array_equal(output.samples(), np.concatenate([s.pcm for s in emulator.served]))
     starts = [w.start for w in utterance.words]
     assert len(starts) == len(spoken.split()) and starts == sorted(starts)
-    assert speaker.speak("And the next utterance.").done
+    assert heard_whole(speaker.speak("And the next utterance."))
+
+
+def test_context_mode_waits_for_a_slow_server_to_start_each_fragment(
+        emulator: Emulator, make_speaker: Callable[..., Speaker]) -> None:
+    emulator.config.first_chunk_delay = 0.8  # slower to start than the 0.5 s settle
+    output = MemoryOutput()
+    speaker = make_speaker(output=output, stream_mode="context")
+    utterance = speaker.speak_stream(iter(["First part here. ", "Second part here. ", "Third part here."]))
+    assert utterance.done and not utterance.interrupted
+    assert np.array_equal(output.samples(), np.concatenate([s.pcm for s in emulator.served]))
+    assert " ".join(s.text for s in emulator.served).split() == "First part here. Second part here. Third part here.".split()
+
+
+def test_context_mode_keeps_the_socket_alive_through_a_long_pause_in_the_text(
+        emulator: Emulator, make_speaker: Callable[..., Speaker]) -> None:
+    emulator.config.idle_timeout = 0.5
+
+    def thinking_model() -> Iterator[str]:
+        yield "Let me think. "
+        assert emulator.wait_for(lambda emu: sum(1 for r in emu.received if (r.message or {}).get("type") == "ping") >= 4, 10)
+        yield "Here is the answer."
+
+    speaker = make_speaker(output=MemoryOutput(), stream_mode="context", keepalive_interval=0.15)
+    utterance = speaker.speak_stream(thinking_model())
+    assert utterance.done and not utterance.interrupted
+    assert emulator.connections_opened == 1

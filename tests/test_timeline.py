@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from smallest_sync.timeline import TurnTimeline
+from smallest_sync.session.timeline import TurnTimeline
 
 
 def starts(words: list) -> list:

@@ -25,9 +25,9 @@ from urllib.parse import urlsplit
 
 import websocket
 
-from ._types import Record
-from ._version import __version__
-from .errors import AuthenticationError, CertificateError, ConfigurationError, ProtocolError, SmallestConnectionError
+from .._types import Record
+from .._version import __version__
+from ..errors import AuthenticationError, CertificateError, ConfigurationError, ProtocolError, SmallestConnectionError
 from .protocol import LIVE_PATH, ServerEvent, parse_frame
 
 logger = logging.getLogger(__name__)
@@ -109,7 +109,8 @@ class Connection:
         self._closed = threading.Event()  # set when the reader has finished
         self._reader: Optional[threading.Thread] = None
         self.last_send = 0.0  # monotonic time of the last message sent
-        self.keepalives_unanswered = 0  # text keepalives a server might still answer (Speaker lock)
+        self._keepalives_unanswered = 0  # text keepalives a server might still answer
+        self._keepalive_lock = threading.Lock()  # guards _keepalives_unanswered
         self._message_bytes = 0  # of the message being read (reader thread)
         self._raw_sock: Optional[socket.socket] = None  # while connecting, for abort()
         self.opened_at = 0.0
@@ -117,6 +118,24 @@ class Connection:
     def __repr__(self) -> str:
         state = "open" if self.alive else "closed"
         return f"<Connection #{self.id} {state} {self.url}>"
+
+    def keepalive_sent(self) -> None:
+        """A whitespace keepalive went out: some servers answer it with a ``complete``."""
+        with self._keepalive_lock:
+            self._keepalives_unanswered += 1
+
+    def keepalive_answered(self) -> bool:
+        """Take a ``complete`` as the answer to a keepalive, if one is unanswered."""
+        with self._keepalive_lock:
+            if not self._keepalives_unanswered:
+                return False
+            self._keepalives_unanswered -= 1
+            return True
+
+    def keepalives_answered(self) -> None:
+        """A request's own ``complete`` came: earlier keepalives will not be answered now."""
+        with self._keepalive_lock:
+            self._keepalives_unanswered = 0
 
     @property
     def alive(self) -> bool:

@@ -12,67 +12,89 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 import time
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import numpy as np
 import websocket
 
-from .context_turns import ContextTurns
-from .errors import APIError, AuthenticationError, CertificateError, SmallestConnectionError, SmallestError, SynthesisTimeout
-from .events import AudioEvent, ErrorEvent, WordEvent
-from .protocol import build_request
+from ..errors import APIError, AuthenticationError, CertificateError, SmallestConnectionError, SmallestError, SynthesisTimeout
+from ..events import AudioEvent, ErrorEvent, WordEvent
+from ..net.keepalive import KeepaliveTarget
+from ..net.protocol import build_request
+from ..net.sockets import BACKOFF_MAX, SocketPool
+from ..utterance import DONE, FINAL, PLAYING, SPEAKING
+from .context import ContextTurns
+from .job import Job
+from .options import Options
 from .request import Request, describe_closed, join_parts, pack_parts
-from .sockets import BACKOFF_MAX
-from .utterance import DONE, PLAYING, SPEAKING, Utterance
+from .session import Session
 
 if TYPE_CHECKING:
-    from .cache import CachedPhrase
+    from ..cache import CachedPhrase, PhraseCache
+    from ..playback.player import Player
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SenderLoop"]
+__all__ = ["Sender"]
 
 _RESEND_ATTEMPTS = 2  # a request lost with its socket before any audio is sent again
 
 
-class SenderLoop(ContextTurns):
-    """What the ``smallest-sender`` thread runs."""
+class Sender:
+    """The ``smallest-sender`` thread: sends what the session queued, one request at a time.
 
-    _session: str  # prefix of our request ids, unique per Speaker
-    _request_serials: Iterator[int]
-    _stream_mode: str
+    It takes the session's lock under the session's contract: to pick the next
+    text and to wait for the request in flight to move on.
+    """
 
-    def _run_sender(self) -> None:
+    def __init__(self, session: Session, pool: SocketPool, player: "Player", options: Options,
+                 *, cache: Optional["PhraseCache"], id_prefix: str, stop: threading.Event) -> None:
+        self._session, self._lock, self._pool, self._player = session, session.lock, pool, player
+        self._stop = stop  # set by close(): ends a backoff at once
+        self._announcer = session.announcer
+        self._cache = cache
+        self._options = options
+        self.timeout = options.timeout
+        self._id_prefix = id_prefix  # of our request ids, unique per Speaker
+        self._request_serials = itertools.count(1)
+        self._context = ContextTurns(session, pool, player, options)
+        # Daemon: a script that forgets close() still exits; Speaker.close() joins it.
+        self.thread = threading.Thread(target=self._run, name="smallest-sender", daemon=True)
+
+    def _run(self) -> None:
+        session = self._session
         while True:
             with self._lock:
-                while not (self._closing or self._pool.wanted or self._head_ready()):
+                while not (session.closing or session.warm_wanted or self._head_ready()):
                     self._lock.wait(BACKOFF_MAX)
-                if self._closing:
+                if session.closing:
                     return
                 if self._head_ready():
-                    utterance: Optional[Utterance] = self._queue[0]
+                    job: Optional[Job] = session.queue[0]
                 else:  # nothing to say yet: the time to open sockets ahead of need
-                    utterance = None
-                    self._pool.wanted = False
+                    job = None
+                    session.warm_wanted = False
             try:
-                if utterance is None:
+                if job is None:
                     self._warm_up()
                 else:
-                    self._speak_next_part(utterance)
+                    self._speak_next_part(job)
             except Exception as exc:  # a bug here must fail the utterance, not hang it
                 logger.exception("sender failed")
-                if utterance is not None:
+                if job is not None:
                     error = exc if isinstance(exc, SmallestError) else SmallestError(f"internal error: {exc!r}")
                     error.__cause__ = exc if error is not exc else exc.__cause__
-                    self._fail(utterance, error)
+                    session.fail(job, error)
 
     def _head_ready(self) -> bool:
         """Lock held: the first queued utterance has text to send, or is complete."""
-        if not self._queue:
+        queue = self._session.queue
+        if not queue:
             return False
-        head = self._queue[0]
-        return bool(self._parts.get(head.serial)) or not head._open
+        head = queue[0]
+        return bool(head.parts) or not head.open
 
     def _warm_up(self) -> None:
         """Open the primary socket ahead of need (the sockets thread adds the standby);
@@ -80,89 +102,102 @@ class SenderLoop(ContextTurns):
         try:
             self._pool.primary()
         except (AuthenticationError, CertificateError) as exc:  # final: tell on_error now
-            self._publish(self._on_error, ErrorEvent(exc))
+            self._announcer.announce(ErrorEvent(exc))
         except SmallestError as exc:
             logger.info("could not open a connection ahead of time: %s", exc)
 
-    def _speak_next_part(self, utterance: Utterance) -> None:
-        if utterance._cache_key is not None and not utterance._cache_tried:
-            utterance._cache_tried = True
+    def keepalive_targets(self) -> List[KeepaliveTarget]:
+        """``smallest-keepalive``: the sockets to keep and how, leaving out one busy with a request."""
+        session, style = self._session, self._options.keepalive
+        with self._lock:
+            request = session.inflight
+            # A context turn waiting for more text may sit idle for long: keep it
+            # alive, with a ping (a whitespace request could end up in the turn).
+            waiting = request is not None and request.job.open and self._options.stream_mode == "context"
+            busy = request is not None and not waiting
+            settings = session.settings
+        return [(conn, "ping" if primary and waiting else style, settings)
+                for conn, primary in self._pool.idle_sockets() if not (primary and busy)]
+
+    def _speak_next_part(self, job: Job) -> None:
+        session = self._session
+        if job.cache_key is not None and not job.cache_tried:
+            job.cache_tried = True
             assert self._cache is not None
-            phrase = self._cache.get(utterance._cache_key)
+            phrase = self._cache.get(job.cache_key)
             if phrase is not None:
-                self._replay(utterance, phrase)
+                self._replay(job, phrase)
                 return
         with self._lock:
-            parts = self._parts.get(utterance.serial)
-            if utterance.done or parts is None:
+            parts = job.parts
+            if job.utterance.state in FINAL:
                 return
-            context = utterance._streaming and self._stream_mode == "context"
+            context = job.streaming and self._options.stream_mode == "context"
             if context:  # the whole turn is one request of many fragments
-                request = Request(utterance, "", f"{self._session}-t{utterance.serial}")
+                request = Request(job, "", f"{self._id_prefix}-t{job.serial}")
             elif not parts:
-                if not utterance._open:
-                    self._all_sent(utterance)
+                if not job.open:
+                    session.all_sent(job)
                 return
             else:
                 taken = pack_parts(parts)
                 text = join_parts(list(itertools.islice(parts, taken)))
-                request = Request(utterance, text, f"{self._session}-{next(self._request_serials)}")
-            self._inflight = request
+                request = Request(job, text, f"{self._id_prefix}-{next(self._request_serials)}")
+            session.inflight = request
         if context:
-            self._speak_context(request)
+            self._context.speak(request)
             return
-        with self._in_flight(request):
+        with session.in_flight(request):
             outcome = self._send_and_await(request)
         if request.cancelled:
             return
         if outcome is not None:
-            self._fail_after_playback(utterance, outcome)
+            session.fail_after_playback(job, outcome)
             return
         with self._lock:
-            parts = self._parts.get(utterance.serial)
-            for _ in range(min(taken, len(parts) if parts else 0)):
-                parts.popleft()  # type: ignore[union-attr]
-            if parts or utterance._open or utterance.done:
+            for _ in range(min(taken, len(parts))):
+                parts.popleft()
+            if parts or job.open or job.utterance.state in FINAL:
                 return
-            self._all_sent(utterance)
-        if utterance._cache_key is not None:
-            self._store(utterance)
+            session.all_sent(job)
+        if job.cache_key is not None:
+            self._store(job)
 
-    def _replay(self, utterance: Utterance, phrase: CachedPhrase) -> None:
+    def _replay(self, job: Job, phrase: "CachedPhrase") -> None:
         """Play (or return) a phrase from the cache as if it had just arrived: the
         same word cues and events, no request. Queue order is kept, since only the
         head of the queue gets here."""
+        utterance = job.utterance
         with self._lock:
-            if utterance.done:
+            if utterance.state in FINAL:
                 return
             utterance.state, utterance.cached = SPEAKING, True
             utterance.first_chunk_at = time.monotonic()
         pcm = phrase.pcm
         pcm.flags.writeable = False
-        if self._on_audio is not None and len(pcm):
-            self._events.emit(self._on_audio, AudioEvent(pcm, utterance))
-        if utterance._play:
+        if self._announcer.wants_audio and len(pcm):
+            self._announcer.announce(AudioEvent(pcm, utterance))
+        if job.play:
             rate = utterance.settings.sample_rate
             for index, (word, start, end) in enumerate(phrase.words):
                 event = WordEvent(word, start, end, utterance, index)
-                self._player.mark_at(utterance._track, round(start * rate), "word", event)
-            self._player.feed(utterance._track, pcm, timeout=self.timeout)
+                self._player.mark_at(job.track, round(start * rate), "word", event)
+            self._player.feed(job.track, pcm, timeout=self.timeout)
         else:
-            utterance._collected.append(pcm)
+            job.collected.append(pcm)
         with self._lock:
-            if not utterance.done:
-                self._all_sent(utterance)
+            self._session.all_sent(job)
 
-    def _store(self, utterance: Utterance) -> None:
+    def _store(self, job: Job) -> None:
         """Keep a phrase that arrived whole (without the lock: this writes a file)."""
         with self._lock:
-            whole = utterance.state in (PLAYING, DONE) and utterance._pending_error is None
-            pcm = list(utterance._collected)
-            if utterance._play:
-                utterance._collected = []  # only synthesize() hands its audio out
-        if whole and pcm and self._cache is not None and utterance._cache_key is not None:
-            self._cache.put(utterance._cache_key, np.concatenate(pcm), utterance.settings.sample_rate,
-                            utterance._placed_words)
+            whole = job.utterance.state in (PLAYING, DONE) and job.pending_error is None
+            pcm = list(job.collected)
+            if job.play:
+                job.collected = []  # only synthesize() hands its audio out
+        if whole and pcm and self._cache is not None and job.cache_key is not None:
+            self._cache.put(job.cache_key, np.concatenate(pcm), job.utterance.settings.sample_rate,
+                            job.placed_words)
 
     def _send_and_await(self, request: Request) -> Optional[BaseException]:
         """Send ``request`` and wait until its audio has all arrived.
@@ -171,10 +206,10 @@ class SenderLoop(ContextTurns):
         that should fail the utterance. A socket lost before any audio of the
         request arrived is retried after a backoff.
         """
-        utterance = request.utterance
+        utterance, session = request.utterance, self._session
 
         def abandoned() -> bool:
-            return request.cancelled or utterance.done or self._closing
+            return request.cancelled or utterance.state in FINAL or session.closing
 
         for attempt in range(1 + _RESEND_ATTEMPTS):
             if attempt and self._stop.wait(self._pool.next_backoff()):
@@ -185,7 +220,7 @@ class SenderLoop(ContextTurns):
                 return exc
             message = build_request(
                 request.text, utterance.settings, request_id=request.client_id,
-                complete_backoff_ms=self._complete_backoff_ms,
+                complete_backoff_ms=self._options.complete_backoff_ms,
             )
             with self._lock:
                 if abandoned():

@@ -12,9 +12,9 @@ import os
 import threading
 from typing import IO, Iterable, List, Optional, Sequence
 
-from .events import WordEvent
-from .utterance import Utterance
-from .voices import VoiceInfo
+from ..events import WordEvent
+from ..utterance import Utterance
+from ..voices import VoiceInfo
 
 logger = logging.getLogger(__name__)
 

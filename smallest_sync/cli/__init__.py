@@ -20,11 +20,12 @@ import queue
 import sys
 from typing import Iterator, NoReturn, Optional, Sequence, Set, Union
 
-from . import __version__
-from .audio import DeviceOutput, WavOutput, list_output_devices
-from .cli_input import Item, Source, choose_source
-from .cli_output import Captions, Progress, discard_closed_stream, same_terminal, voice_table
-from .errors import (
+from .. import __version__
+from ..playback.device import DeviceOutput, list_output_devices
+from ..playback.outputs import WavOutput
+from .input import Item, Source, choose_source
+from .output import Captions, Progress, discard_closed_stream, same_terminal, voice_table
+from ..errors import (
     APIError,
     AudioDeviceError,
     AuthenticationError,
@@ -34,11 +35,11 @@ from .errors import (
     SmallestError,
     SynthesisTimeout,
 )
-from .events import EndEvent, StartEvent, WordEvent
-from .settings import DEFAULT_VOICES, LANGUAGES, MODELS, SAMPLE_RATES, SPEED_RANGE
-from .speaker import API_KEY_ENV, DEFAULT_BASE_URL, Speaker, resolve_api_key
-from .utterance import Utterance
-from .voices import list_voices
+from ..events import EndEvent, StartEvent, WordEvent
+from ..settings import API_KEY_ENV, DEFAULT_BASE_URL, DEFAULT_VOICES, LANGUAGES, MODELS, SAMPLE_RATES, SPEED_RANGE, resolve_api_key
+from ..speaker import Speaker
+from ..utterance import Utterance
+from ..voices import list_voices
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_AUTH, EXIT_DEVICE, EXIT_NETWORK, EXIT_API, EXIT_CTRL_C = 0, 1, 2, 3, 4, 5, 6, 130
 _EMULATOR_KEY = "sk_emulator"
@@ -120,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 @contextlib.contextmanager
 def _emulator() -> Iterator[str]:
     try:
-        from .emulator import Emulator, EmulatorConfig
+        from ..emulator import Emulator, EmulatorConfig
     except ImportError as exc:
         raise ConfigurationError(
             f"the emulator needs the 'emulator' extra: pip install 'smallest-sync[emulator]' ({exc})") from exc

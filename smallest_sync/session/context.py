@@ -10,13 +10,18 @@ retired, so nothing late can reach the next utterance).
 from __future__ import annotations
 
 import time
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
-from .core import SpeakerCore
-from .errors import APIError, SmallestConnectionError, SmallestError, SynthesisTimeout
-from .protocol import build_request
+from ..errors import APIError, SmallestConnectionError, SmallestError, SynthesisTimeout
+from ..net.protocol import build_request
+from ..net.sockets import SocketPool
+from ..utterance import FINAL, SPEAKING
+from .options import Options
 from .request import Request, describe_closed, join_parts, pack_parts
-from .utterance import SPEAKING
+from .session import Session
+
+if TYPE_CHECKING:
+    from ..playback.player import Player
 
 __all__ = ["ContextTurns"]
 
@@ -24,43 +29,50 @@ _CONTEXT_SETTLE = 0.5  # without id echoes: least quiet after a complete that en
 _WAKE_EVERY = 5.0  # seconds; waits on the lock are also woken by every change
 
 
-class ContextTurns(SpeakerCore):
-    """The sender thread's handling of one context-mode turn."""
+class ContextTurns:
+    """The sender thread's handling of one context-mode turn (it takes the session's
+    lock under the session's contract, like the sender)."""
 
-    _complete_backoff_ms: int
+    def __init__(self, session: Session, pool: SocketPool, player: "Player", options: Options) -> None:
+        self._session, self._lock, self._pool, self._player = session, session.lock, pool, player
+        self._options = options
+        self.timeout = options.timeout
 
-    def _speak_context(self, request: Request) -> None:
+    def _over(self, request: Request) -> bool:
+        """Lock held: nothing more is wanted of ``request``."""
+        return request.cancelled or request.utterance.state in FINAL or self._session.closing
+
+    def speak(self, request: Request) -> None:
         """Send a streamed turn's sentences as they come, then its end, and wait until
         it has all arrived. Sender thread; ``request`` is already the one in flight."""
-        utterance = request.utterance
-        with self._in_flight(request):
+        session, job = self._session, request.job
+        with session.in_flight(request):
             error = self._send_context(request)
         if error is not None:
-            self._fail_after_playback(utterance, error)
+            session.fail_after_playback(job, error)
             return
         with self._lock:
-            if not (request.cancelled or utterance.done):
-                self._all_sent(utterance)
+            if not request.cancelled:
+                session.all_sent(job)
 
     def _send_context(self, request: Request) -> Optional[BaseException]:
-        utterance = request.utterance
+        utterance, job = request.utterance, request.job
         try:
             conn = self._pool.primary()
         except SmallestError as exc:
             return exc
         with self._lock:
-            if request.cancelled or utterance.done or self._closing:
+            if self._over(request):
                 return None
             request.conn, request.progress_at = conn, time.monotonic()
             utterance.state = SPEAKING
         context = {"context_id": request.client_id}
         while True:
             with self._lock:
-                parts = self._parts.get(utterance.serial)
-                while not (request.cancelled or utterance.done or self._closing or request.error
-                           or request.closed or parts or not utterance._open):
+                parts = job.parts
+                while not (self._over(request) or request.error or request.closed or parts or not job.open):
                     self._lock.wait(_WAKE_EVERY)
-                if request.cancelled or utterance.done or self._closing:
+                if self._over(request):
                     return None
                 if request.error is not None or request.closed is not None:
                     break
@@ -68,7 +80,7 @@ class ContextTurns(SpeakerCore):
                 while parts:
                     taken = pack_parts(parts)
                     pieces.append(join_parts([parts.popleft() for _ in range(taken)]))
-                last = not utterance._open and not parts
+                last = not job.open and not parts
                 settings = utterance.settings
             try:
                 for piece in pieces:
@@ -76,7 +88,7 @@ class ContextTurns(SpeakerCore):
                     with self._lock:
                         request.fragment_ids.append(fragment_id)
                     conn.send(build_request(piece, settings, request_id=fragment_id,
-                                            complete_backoff_ms=self._complete_backoff_ms,
+                                            complete_backoff_ms=self._options.complete_backoff_ms,
                                             extra={**context, "continue": True}))
                     if utterance.sent_at is None:
                         utterance.sent_at = time.monotonic()
@@ -96,8 +108,7 @@ class ContextTurns(SpeakerCore):
         utterance, conn = request.utterance, request.conn
         with self._lock:
             settled = False
-            while not (request.complete or request.error or request.closed or request.cancelled
-                       or utterance.done or self._closing):
+            while not (request.complete or request.error or request.closed or self._over(request)):
                 now = time.monotonic()
                 if self._player.paused:
                     request.progress_at = now
@@ -116,7 +127,7 @@ class ContextTurns(SpeakerCore):
                 if not isinstance(request.error, APIError):
                     self._pool.retire(conn)
                 return request.error
-            if request.complete or request.cancelled or utterance.done or self._closing:
+            if request.complete or self._over(request):
                 return None  # the last fragment's echoed complete: an exact end
             if settled:
                 self._pool.retire(conn)  # a guessed end: nothing late may reach the next utterance

@@ -14,7 +14,7 @@ import time
 from typing import Callable, List, Optional, Tuple
 
 from .connection import Connection, Handler
-from .errors import AuthenticationError, CertificateError, SmallestConnectionError, SmallestError, SpeakerClosedError
+from ..errors import AuthenticationError, CertificateError, SmallestConnectionError, SmallestError, SpeakerClosedError
 
 logger = logging.getLogger(__name__)
 
@@ -32,37 +32,39 @@ _GRACE = 0.02
 class SocketPool:
     """Opens, swaps and retires the Speaker's connections.
 
-    Every attribute is guarded by ``lock``, the Speaker's condition, because an
-    ``interrupt()`` on any thread retires the primary and promotes the standby in
-    the same step as it cuts the player. Connecting happens without the lock: the
-    primary on the sender thread (when there is no standby to promote), the
-    standby on the ``smallest-sockets`` thread; :meth:`detach_all` aborts both.
+    Its own lock guards every attribute; it is held only for short steps, never
+    while connecting, closing a socket or calling ``quiet``. Callers may hold their
+    own lock when they call in (the Speaker's session does: an ``interrupt()``
+    retires the primary and promotes the standby in the same step as it cuts the
+    player); the pool never calls out with its lock held. Connecting happens
+    without the lock: the primary on the sender thread (when there is no standby to
+    promote), the standby on the ``smallest-sockets`` thread; :meth:`detach_all`
+    aborts both.
 
     Attributes:
         conn: the primary socket requests go out on, or None.
         standby_conn: an open, idle socket, promoted when the primary is retired
             so the next request needs no handshake.
-        wanted: the sender should open a primary ahead of need.
         fatal_error: a refused key or an unverifiable certificate: final, so no
             retry storm and no second attempt to hand the key to that server.
         thread: ``smallest-sockets``; :meth:`start` starts it, :meth:`detach_all` stops it.
 
-    ``quiet`` (called with the lock held) says no request is waiting for its audio
-    to start playing; whoever makes it true again calls :meth:`poke`.
+    ``quiet`` (called on the sockets thread with no pool lock held) says no request
+    is waiting for its audio to start playing; whoever makes it true again calls
+    :meth:`poke`.
     """
 
     def __init__(self, url: str, api_key: str, *, handler: Handler, timeout: float,
-                 lock: threading.Condition, stop: threading.Event, standby: bool,
-                 quiet: Callable[[], bool]) -> None:
+                 stop: threading.Event, standby: bool, quiet: Callable[[], bool]) -> None:
         self._url, self._api_key, self._handler, self._timeout = url, api_key, handler, timeout
-        self._lock, self._stop, self._quiet = lock, stop, quiet
+        self._stop, self._quiet = stop, quiet
+        self._lock = threading.Lock()
         self.standby = standby
         self.conn: Optional[Connection] = None
         self.standby_conn: Optional[Connection] = None
         self.connecting: List[Connection] = []  # connects in progress, for detach_all() to abort
         self.retired: List[Connection] = []  # aborted sockets whose readers the sockets thread joins
         self.fatal_error: Optional[SmallestError] = None
-        self.wanted = True  # open a primary ahead of the first request
         self.closed = False
         self._standby_due = standby  # open a standby once a primary is up and all is quiet
         self._not_before = 0.0  # (monotonic) the sockets thread's chores wait until then
@@ -76,25 +78,35 @@ class SocketPool:
     def __repr__(self) -> str:
         return f"SocketPool(conn={self.conn!r}, standby={self.standby_conn!r})"
 
-    # ----- lock held ---------------------------------------------------------------
+    # ----- any thread -----------------------------------------------------------------
     def retire(self, conn: Optional[Connection]) -> None:
-        """Lock held: abort ``conn`` now; the sockets thread closes it (joins its reader) later."""
+        """Abort ``conn`` now; the sockets thread closes it (joins its reader) later."""
         if conn is None:
             return
         conn.abort()
+        with self._lock:
+            self._retire(conn)
+
+    def _retire(self, conn: Connection) -> None:
         if conn not in self.retired:
             self.retired.append(conn)  # closed by the sockets thread (its reader is ending by itself)
             self._later()
         if self.conn is conn:
             self.conn = None
 
-    def replace_primary(self, conn: Optional[Connection]) -> None:
-        """Lock held: retire ``conn``, whose stream is stale, and make the standby the
-        primary at once; a new standby is opened behind it."""
-        self.retire(conn)
-        if self.conn is None and self._promote_standby() is None:
-            self.wanted = True  # the sender opens a primary ahead of need...
-            self._standby_due = self.standby  # ...and a standby follows it
+    def replace_primary(self, conn: Optional[Connection]) -> bool:
+        """Retire ``conn``, whose stream is stale, and make the standby the primary at
+        once; a new standby is opened behind it. True when there was no standby to
+        promote: the caller should have a primary opened ahead of need."""
+        if conn is not None:
+            conn.abort()
+        with self._lock:
+            if conn is not None:
+                self._retire(conn)
+            if self.conn is None and self._promote_standby() is None:
+                self._standby_due = self.standby  # a standby follows the new primary
+                return True
+            return False
 
     def _promote_standby(self) -> Optional[Connection]:
         """Lock held: make an open standby the primary (a new standby will follow)."""
@@ -113,30 +125,33 @@ class SocketPool:
         self._wake.set()
 
     def poke(self) -> None:
-        """Lock held: ``quiet`` may have turned true; wakes the sockets thread if it waits for that."""
-        if self._awaiting_quiet:
-            self._awaiting_quiet = False
-            self._wake.set()
+        """``quiet`` may have turned true; wakes the sockets thread if it waits for that."""
+        with self._lock:
+            if self._awaiting_quiet:
+                self._awaiting_quiet = False
+                self._wake.set()
 
-    def take_retired(self) -> List[Connection]:
+    def _take_retired(self) -> List[Connection]:
         """Lock held: the retired sockets, for the caller to close without the lock."""
         retired, self.retired = self.retired, []
         return retired
 
     def detach_all(self) -> List[Connection]:
-        """Lock held: stop for good; abort a connect in progress and hand back every
-        socket for the caller to close without the lock."""
-        self.closed = True
-        self._wake.set()
-        for conn in self.connecting:
-            conn.abort()
-        sockets = self.take_retired() + [c for c in (self.conn, self.standby_conn) if c is not None]
-        self.conn = self.standby_conn = None
+        """Stop for good; abort a connect in progress and hand back every socket for
+        the caller to close."""
+        with self._lock:
+            self.closed = True
+            self._wake.set()
+            for conn in self.connecting:
+                conn.abort()
+            sockets = self._take_retired() + [c for c in (self.conn, self.standby_conn) if c is not None]
+            self.conn = self.standby_conn = None
         return sockets
 
     def idle_sockets(self) -> List[Tuple[Connection, bool]]:
-        """Lock held: (socket, is_primary) for every open socket."""
-        return [(c, c is self.conn) for c in (self.conn, self.standby_conn) if c is not None and c.alive]
+        """(socket, is_primary) for every open socket."""
+        with self._lock:
+            return [(c, c is self.conn) for c in (self.conn, self.standby_conn) if c is not None and c.alive]
 
     # ----- sender thread -----------------------------------------------------------
     def primary(self) -> Connection:
@@ -193,33 +208,38 @@ class SocketPool:
                 if self.closed:
                     return
                 self._wake.clear()  # under the lock: a change made after this sets it again
-                wait, retired, open_standby = self._chores_now()
+                wait = self._chores_wait()
+                # From here a poke wakes the thread again, so quiet asked below is never missed.
+                self._awaiting_quiet = wait == 0
+            if wait:
+                continue
+            wait = _MAX_IDLE_WAIT
+            if not self._quiet():  # the caller's lock: never asked with ours held
+                continue
+            with self._lock:
+                self._awaiting_quiet = False
+                if self.closed:
+                    return
+                primary_up = self.conn is not None and self.conn.alive
+                open_standby = self._standby_due and primary_up
+                if open_standby:
+                    self._standby_due = False
+                retired = self._take_retired()
             for old in retired:
                 old.close()
             if open_standby:
                 self._open_standby()
 
-    def _chores_now(self) -> Tuple[float, List[Connection], bool]:
-        """Lock held: (how long to wait next, sockets to close, whether to open a standby).
-
-        Chores wait out the grace after an interrupt, then for quiet (:meth:`poke`).
-        """
-        standby_alive = self.standby_conn is not None and self.standby_conn.alive
-        if standby_alive:
+    def _chores_wait(self) -> float:
+        """Lock held: how long until the chores (retired sockets to close, a standby to
+        open) may be done: 0 for now, else the wait. They wait out the grace after an
+        interrupt, then for quiet (:meth:`poke`)."""
+        if self.standby_conn is not None and self.standby_conn.alive:
             self._standby_due = False
         if not (self.retired or self._standby_due):
-            return _MAX_IDLE_WAIT, [], False
+            return _MAX_IDLE_WAIT
         grace = self._not_before - time.monotonic()
-        if grace > 0:
-            return min(grace, _MAX_IDLE_WAIT), [], False
-        if not self._quiet():
-            self._awaiting_quiet = True
-            return _MAX_IDLE_WAIT, [], False
-        primary_up = self.conn is not None and self.conn.alive
-        open_standby = self._standby_due and primary_up
-        if open_standby:
-            self._standby_due = False
-        return _MAX_IDLE_WAIT, self.take_retired(), open_standby
+        return min(grace, _MAX_IDLE_WAIT) if grace > 0 else 0.0
 
     def _open_standby(self) -> None:
         """Open the idle second socket. A failure is logged and tried again after a
@@ -252,7 +272,7 @@ class SocketPool:
         """The next reconnect delay, with jitter; doubles up to a bound until a connect succeeds."""
         delay = self._backoff
         self._backoff = min(self._backoff * 2, BACKOFF_MAX)
-        import random  # only once a connect has failed: ~1 ms at import for every program otherwise
+        import random  # only once a connect has failed: no program pays its import otherwise
 
         return delay * random.uniform(0.5, 1.0)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import time
 from typing import Any, Deque, List, Optional
 
-from .connection import Connection, ConnectionClosed
-from .protocol import PcmDecoder
-from .text import MAX_CHARS
-from .utterance import Utterance
+from ..net.connection import Connection, ConnectionClosed
+from ..net.protocol import PcmDecoder
+from ..text import MAX_CHARS
+from .job import Job
 
 __all__ = ["Request", "pack_parts", "join_parts", "describe_closed"]
 
@@ -15,20 +15,21 @@ __all__ = ["Request", "pack_parts", "join_parts", "describe_closed"]
 class Request:
     """One request (or, in context mode, one turn of fragments) on the wire.
 
-    Guarded by the Speaker's lock: the sender thread fills it in, the reader
+    Guarded by the session's lock: the sender thread fills it in, the reader
     thread marks progress on it, ``interrupt()`` cancels it.
     """
 
-    __slots__ = ("utterance", "text", "client_id", "server_id", "decoder", "conn", "progress_at",
+    __slots__ = ("job", "utterance", "text", "client_id", "server_id", "decoder", "conn", "progress_at",
                  "complete", "closed", "error", "cancelled", "chunks", "fragment_ids", "end_sent",
                  "quiet_complete")
 
-    def __init__(self, utterance: Utterance, text: str, client_id: str) -> None:
-        self.utterance = utterance
+    def __init__(self, job: Job, text: str, client_id: str) -> None:
+        self.job = job
+        self.utterance = job.utterance
         self.text = text
         self.client_id = client_id
         self.server_id: Optional[str] = None
-        self.decoder = PcmDecoder(utterance.settings.output_format)
+        self.decoder = PcmDecoder(job.utterance.settings.output_format)
         self.conn: Optional[Connection] = None
         self.progress_at = time.monotonic()
         self.complete = False

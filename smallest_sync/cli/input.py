@@ -15,8 +15,8 @@ import sys
 import threading
 from typing import Callable, List, Optional, Sequence, Union
 
-from .errors import ConfigurationError, SmallestError
-from .text import split_text
+from ..errors import ConfigurationError, SmallestError
+from ..text import split_text
 
 __all__ = ["Item", "Source", "SentenceSource", "StdinLines", "choose_source", "read_file"]
 

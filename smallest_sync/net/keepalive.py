@@ -8,9 +8,9 @@ import time
 from typing import Callable, List, Tuple
 
 from .connection import Connection
-from .errors import SmallestConnectionError
+from ..errors import SmallestConnectionError
 from .protocol import build_keepalive
-from .settings import Settings
+from ..settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -29,9 +29,9 @@ class Keepalive:
     """
 
     def __init__(self, interval: float, targets: Callable[[], List[KeepaliveTarget]],
-                 *, session: str, stop: threading.Event, lock: threading.Condition) -> None:
+                 *, session: str, stop: threading.Event) -> None:
         self.interval = interval
-        self._targets, self._session, self._stop, self._lock = targets, session, stop, lock
+        self._targets, self._session, self._stop = targets, session, stop
         self._serials = itertools.count(1)
         # Daemon: a script that forgets close() still exits; Speaker.close() joins it.
         self.thread = threading.Thread(target=self._run, name="smallest-keepalive", daemon=True)
@@ -51,8 +51,7 @@ class Keepalive:
         try:
             ka_id = f"{self._session}-ka{next(self._serials)}"
             if style == "text":
-                with self._lock:
-                    conn.keepalives_unanswered += 1  # some servers answer it with a complete
+                conn.keepalive_sent()
             conn.send(build_keepalive(settings, style, request_id=ka_id))
             logger.debug("keepalive sent on connection #%d", conn.id)
         except SmallestConnectionError as exc:

@@ -1,0 +1,1 @@
+"""The wire: the protocol (pure), one WebSocket and its reader, the socket pool, keepalives."""

@@ -1,0 +1,1 @@
+"""The session: how queued text becomes heard speech (see :mod:`.session`)."""
