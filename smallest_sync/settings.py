@@ -19,6 +19,7 @@ __all__ = [
     "MODELS",
     "LANGUAGES",
     "SAMPLE_RATES",
+    "SERVICE_RATES",
     "OUTPUT_FORMATS",
     "DEFAULT_VOICES",
     "validate_text",
@@ -36,6 +37,8 @@ LANGUAGES: Tuple[str, ...] = tuple(
     "auto en hi mr kn ta bn gu te ml pa or es de fr it nl sv pt ru el fi no pl ar zh id ja ko ms tr vi".split()
 )
 SAMPLE_RATES: Tuple[int, ...] = (8000, 16000, 24000, 44100)
+#: The same, in the order a Speaker prefers them when the output device chooses.
+SERVICE_RATES: Tuple[int, ...] = (24000, 44100, 16000, 8000)
 # mp3 is left out on purpose: playing it would need a decoder we do not depend on.
 OUTPUT_FORMATS: Tuple[str, ...] = ("pcm", "wav", "ulaw", "alaw")
 SPEED_RANGE = (0.5, 2.0)

@@ -26,7 +26,7 @@ from .session.router import FrameRouter
 from .session.sender import Sender
 from .session.session import Session
 from .session.watchdog import Watchdog
-from .settings import API_KEY_ENV, DEFAULT_BASE_URL, Settings, require_api_key, validate_text
+from .settings import API_KEY_ENV, DEFAULT_BASE_URL, SERVICE_RATES, Settings, require_api_key, validate_text
 from .text import split_text
 from .utterance import Utterance
 
@@ -34,8 +34,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Speaker", "DEFAULT_BASE_URL", "API_KEY_ENV"]
 
-_JOIN_TIMEOUT = 5.0
-_speaker_serials = itertools.count(1)
+_JOIN_TIMEOUT, _speaker_serials = 5.0, itertools.count(1)
 
 
 class Speaker:
@@ -48,7 +47,9 @@ class Speaker:
             Plain ``ws://`` is refused for non-loopback hosts unless ``allow_insecure``.
         voice, model, language, speed: voice settings (validated now; ``update()``
             changes them for the next request). ``voice=None`` = the model's default.
-        sample_rate: 8000, 16000, 24000 or 44100; the output plays at this rate.
+        sample_rate: 8000, 16000, 24000 or 44100, asked of the service. None: 24000
+            unless the device takes another of these but not it. A device that
+            refuses the rate plays it resampled.
         word_timestamps: ask the server for word timings.
         output_format: how audio travels: pcm (default), wav, ulaw or alaw.
         output: None (default device), a device index or name, ``"null"``
@@ -58,15 +59,12 @@ class Speaker:
             may call ``interrupt()``, ``say()`` or ``close()``.
         keepalive_interval: seconds of silence on the socket before a keepalive.
         keepalive: ``"text"`` (a whitespace request) or ``"ping"`` (``{"type":"ping"}``).
-        timeout: seconds allowed to connect, and for the server (or the audio
-            device) to make progress; past it the utterance fails with
-            SynthesisTimeout (or AudioDeviceError).
-        complete_backoff_ms: sent with each request: how long the server waits
-            after the last audio before saying ``complete``. 0 lets ``speak()``
-            return as soon as the audio has played.
-        standby: keep a second socket open and kept alive, so that after an
-            ``interrupt()`` (which drops the socket still carrying stale audio) the
-            next request goes out at once instead of waiting for a new connection.
+        timeout: seconds allowed to connect, and for the server (or the audio device)
+            to make progress; then SynthesisTimeout (or AudioDeviceError).
+        complete_backoff_ms: how long the server waits after the last audio before
+            saying ``complete`` (0: ``speak()`` returns as soon as it is heard).
+        standby: keep a second socket open, so the request after an ``interrupt()``
+            (which drops the socket carrying stale audio) needs no new connection.
         stream_mode: how ``speak_stream``/``say_stream`` travel. ``"requests"``
             (default): each sentence is a request of its own — works with every
             server. ``"context"``: sentences are fragments of one ``context_id``,
@@ -95,7 +93,7 @@ class Speaker:
     def __init__(
         self, api_key: Optional[str] = None, *, base_url: str = DEFAULT_BASE_URL,
         voice: Optional[str] = None, model: str = "lightning_v3.1_pro", language: str = "en",
-        speed: Optional[float] = None, sample_rate: int = 24000, word_timestamps: bool = True,
+        speed: Optional[float] = None, sample_rate: Optional[int] = None, word_timestamps: bool = True,
         output_format: str = "pcm", output: OutputSpec = None,
         keepalive_interval: float = 30.0, keepalive: str = "text", timeout: float = 10.0,
         complete_backoff_ms: int = 0, stream_mode: str = "requests", standby: bool = True,
@@ -107,7 +105,8 @@ class Speaker:
         on_audio: Optional[Callable[[AudioEvent], object]] = None,
         cache_dir: Optional[Union[str, "os.PathLike[str]"]] = None, cache_max_bytes: int = 64 * 1024 * 1024,
     ) -> None:
-        settings = Settings(voice=voice, model=model, language=language, speed=speed, sample_rate=sample_rate,
+        settings = Settings(voice=voice, model=model, language=language, speed=speed,
+                            sample_rate=SERVICE_RATES[0] if sample_rate is None else sample_rate,
                             word_timestamps=word_timestamps, output_format=output_format)
         self.base_url, url, key = base_url, live_url(base_url, allow_insecure=allow_insecure), require_api_key(api_key)
         options = Options(timeout=timeout, keepalive_interval=keepalive_interval, keepalive=keepalive,
@@ -118,12 +117,14 @@ class Speaker:
             from .cache import PhraseCache  # zipfile and friends only for those who use it
 
             cache = PhraseCache(cache_dir, max_bytes=cache_max_bytes, server=base_url)
+        self._output = make_output(output)
+        if sample_rate is None:  # a service rate the output takes as it is (a device: asked of PortAudio)
+            settings = settings.replace(sample_rate=self._output.choose_rate(SERVICE_RATES))
         self._announcer = Announcer(on_word=on_word, on_start=on_start, on_end=on_end, on_error=on_error,
                                     on_audio=on_audio)
         self.events = self._announcer.events  # every Start/Word/End/Error event (the latest 256), to poll
-        self._session = session = Session(settings, self._announcer, cache_key=cache.key if cache is not None else None)
-        self._output = make_output(output)
-        self._player = Player(self._output, sample_rate, listener=session.on_heard,
+        self._session = session = Session(settings, self._announcer, cache_key=None if cache is None else cache.key)
+        self._player = Player(self._output, settings.sample_rate, listener=session.on_heard,
                               on_failure=session.on_output_failure)
         self._stop = threading.Event()  # wakes the timer threads on close
         router = FrameRouter(session, self._player, timeout=options.timeout)

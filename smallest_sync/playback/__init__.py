@@ -20,9 +20,10 @@ OutputSpec = Union[None, int, str, AudioOutput, Callable[["np.ndarray[Any, np.dt
 def make_output(spec: OutputSpec) -> AudioOutput:
     """Turn the ``output=`` argument of Speaker into an :class:`AudioOutput`.
 
-    None → default device; int → device index; ``"null"`` → :class:`NullOutput`;
-    a name ending in ``.wav`` → :class:`WavOutput`; another str → device name;
-    an AudioOutput → itself; any other callable → :class:`CallbackOutput`.
+    None → default device; int, or a string of digits → device index; ``"null"``
+    → :class:`NullOutput`; a name ending in ``.wav`` → :class:`WavOutput`; another
+    str → device name; an AudioOutput → itself; any other callable →
+    :class:`CallbackOutput`.
     """
     if spec is None or (isinstance(spec, int) and not isinstance(spec, bool)):
         return DeviceOutput(spec)
@@ -35,7 +36,7 @@ def make_output(spec: OutputSpec) -> AudioOutput:
             return WavOutput(spec)
         if not spec:
             raise ConfigurationError("output must not be an empty string")
-        return DeviceOutput(spec)
+        return DeviceOutput(int(spec) if spec.isdecimal() else spec)
     if callable(spec):
         return CallbackOutput(spec)
     raise ConfigurationError(f"output must be None, a device index or name, 'null', a .wav path, or a callable; got {spec!r}")

@@ -1,17 +1,23 @@
 """The sound card as an output: PortAudio (through PyAudio) in blocking mode.
 
-PyAudio is imported only when a device is opened or listed, so ``import
-smallest_sync`` works on machines without PortAudio.
+A device is played at the service's rate when it takes it. When it does not (a
+USB speaker that takes only 44.1 or 48 kHz, HDMI at 48 kHz stereo), the audio is
+resampled to a rate it takes, with python-soxr: a streaming resampler that keeps
+its state from block to block (so block edges do not click), costs a few
+hundredths of a percent of a core, and ships wheels for ARM as well as x86. A
+device that takes only stereo gets the same sound on both channels.
 """
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from .._types import Pcm
 from ..errors import AudioDeviceError
 from .outputs import AudioOutput
+from .portaudio import DEVICE_RATES, channels_for, list_output_devices, open_portaudio, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -22,67 +28,36 @@ __all__ = ["DeviceOutput", "list_output_devices", "DEFAULT_BLOCK_MS"]
 #: what is heard does not depend on it, since interrupt() and pause() drop the buffer.
 DEFAULT_BLOCK_MS = 100
 
-def _import_pyaudio() -> Any:
-    try:
-        import pyaudio
-    except ImportError as exc:  # PortAudio or the PyAudio wheel missing
-        raise AudioDeviceError(
-            "PyAudio is not available, so audio cannot be played on a device "
-            f"({exc}); install PortAudio and PyAudio, or use output='null' or 'file.wav'"
-        ) from exc
-    return pyaudio
 
+class _Converter:
+    """Mono int16 at the service's rate → what the device takes: another rate
+    (streaming, stateful) and/or both channels of a stereo device."""
 
-def list_output_devices() -> List[Dict[str, Any]]:
-    """Output-capable PortAudio devices: dicts with ``index``, ``name``, ``channels``,
-    ``default_sample_rate``, ``host_api`` and ``is_default``."""
-    pyaudio = _import_pyaudio()
-    pa = pyaudio.PyAudio()
-    try:
-        try:
-            default = pa.get_default_output_device_info()["index"]
-        except (IOError, OSError):
-            default = None
-        devices = []
-        for index in range(pa.get_device_count()):
-            info = pa.get_device_info_by_index(index)
-            if info.get("maxOutputChannels", 0) > 0:
-                devices.append({
-                    "index": index,
-                    "name": info["name"],
-                    "channels": info["maxOutputChannels"],
-                    "default_sample_rate": info["defaultSampleRate"],
-                    "host_api": pa.get_host_api_info_by_index(info["hostApi"])["name"],
-                    "is_default": index == default,
-                })
-        return devices
-    finally:
-        pa.terminate()
+    def __init__(self, source_rate: int, device_rate: int, channels: int) -> None:
+        self.device_rate, self.channels = device_rate, channels
+        self._resampler: Any = None
+        if device_rate != source_rate:
+            try:
+                import soxr
+            except ImportError as exc:
+                raise AudioDeviceError(f"the device needs {device_rate} Hz and resampling needs python-soxr "
+                                       f"(pip install soxr): {exc}") from exc
+            self._resampler = soxr.ResampleStream(source_rate, device_rate, 1, dtype="int16", quality="HQ")
 
+    def convert(self, pcm: Pcm, *, last: bool = False) -> Pcm:
+        out = pcm if self._resampler is None else self._resampler.resample_chunk(pcm, last=last)
+        if last and self._resampler is not None:
+            self._resampler.clear()  # ready for the next stream of audio
+        return np.repeat(out, 2) if self.channels == 2 else out  # interleaved: L R L R
 
-def _resolve_device(pa: Any, device: Union[int, str, None]) -> Optional[int]:
-    if device is None:
-        try:
-            pa.get_default_output_device_info()
-        except (IOError, OSError) as exc:
-            raise AudioDeviceError(f"no default audio output device: {exc}") from exc
-        return None
-    outputs: List[Tuple[int, str]] = []
-    for index in range(pa.get_device_count()):
-        info = pa.get_device_info_by_index(index)
-        if info.get("maxOutputChannels", 0) > 0:
-            outputs.append((index, str(info["name"])))
-    if isinstance(device, int):
-        if any(index == device for index, _ in outputs):
-            return device
-        raise AudioDeviceError(f"no output device with index {device}; outputs: {outputs}")
-    exact = [index for index, name in outputs if name == device]
-    partial = [index for index, name in outputs if device.lower() in name.lower()]
-    matches = exact or partial
-    if len(matches) == 1:
-        return matches[0]
-    what = "matches several" if matches else "matches no"
-    raise AudioDeviceError(f"device name {device!r} {what} output device; outputs: {outputs}")
+    def held(self) -> float:
+        """Seconds of audio given to :meth:`convert` and not yet out of it (the
+        resampler's look-ahead)."""
+        return 0.0 if self._resampler is None else float(self._resampler.delay()) / self.device_rate
+
+    def clear(self) -> None:
+        if self._resampler is not None:
+            self._resampler.clear()
 
 
 class DeviceOutput(AudioOutput):
@@ -91,8 +66,7 @@ class DeviceOutput(AudioOutput):
     The stream runs from :meth:`open` to :meth:`close`. The player's
     ``smallest-audio`` thread writes one block at a time while audio is queued, and
     nothing while there is none: the stream then underruns, which costs almost
-    nothing, and the next write lands in an empty buffer and is
-    heard at once.
+    nothing, and the next write lands in an empty buffer and is heard at once.
 
     Why not PortAudio's callback mode? A callback stream that runs idle keeps its
     buffer full of silence, so the next sound waits behind it, and each callback
@@ -101,7 +75,10 @@ class DeviceOutput(AudioOutput):
     writes lags, so heard times drift until the buffer runs dry; read right after a
     blocking write it is exact (docs/benchmarks.md has the figures).
 
-    ``device`` is an index, a (part of a) device name, or None for the system default.
+    ``device`` is an index, a (part of a) device name, or None for the system
+    default. Frames, :meth:`room` and :attr:`capacity` count samples at the rate
+    the output was opened at, whatever rate the device itself runs at
+    (:attr:`device_rate`).
     """
 
     kind = "device"
@@ -114,29 +91,65 @@ class DeviceOutput(AudioOutput):
         self._index: Optional[int] = None
         self._sample_rate = 0
         self._latency = 0.0
+        self._converter: Optional[_Converter] = None
+        self.device_rate = 0  # what the device runs at (0 until opened)
+        self.channels = 1
+
+    def _portaudio(self) -> Any:
+        if self._pa is None:
+            self._pa = open_portaudio()
+            try:
+                self._index = resolve_device(self._pa, self.device)
+            except AudioDeviceError:
+                self.close()
+                raise
+        return self._pa
+
+    def choose_rate(self, rates: Sequence[int]) -> int:
+        """The first of ``rates`` the device plays without resampling (else the first)."""
+        pa = self._portaudio()
+        assert self._index is not None
+        return next((rate for rate in rates if channels_for(pa, self._index, rate) is not None), rates[0])
 
     def open(self, sample_rate: int) -> None:
-        pyaudio = _import_pyaudio()
-        self._pa = pyaudio.PyAudio()
         self._sample_rate = sample_rate
         self.block_frames = max(1, sample_rate * self._block_ms // 1000)
         try:
-            self._index = _resolve_device(self._pa, self.device)
+            pa = self._portaudio()
+            assert self._index is not None
+            info = pa.get_device_info_by_index(self._index)
+            rates = (sample_rate, int(info.get("defaultSampleRate") or 0), *DEVICE_RATES)
+            for rate in rates:
+                channels = channels_for(pa, self._index, rate) if rate > 0 else None
+                if channels is not None:
+                    break
+            else:
+                raise AudioDeviceError(f"{self._name()} ({info.get('name')!r}) takes 16-bit audio at none of "
+                                       f"{sorted(set(rates) - {0})} Hz")
+            self.device_rate, self.channels = rate, channels
+            if (rate, channels) != (sample_rate, 1):
+                self._converter = _Converter(sample_rate, rate, channels)
+                logger.info("%s plays at %d Hz, %s: resampling %d Hz audio", self._name(), rate,
+                            "stereo" if channels == 2 else "mono", sample_rate)
             self._open_stream()
         except AudioDeviceError:
             self.close()
             raise
 
+    def _name(self) -> str:
+        return "the default device" if self.device is None else repr(self.device)
+
     def _open_stream(self) -> None:
-        pyaudio = _import_pyaudio()
+        import pyaudio
+
+        device_block = max(1, self.device_rate * self._block_ms // 1000)
         try:
             stream = self._pa.open(
-                format=pyaudio.paInt16, channels=1, rate=self._sample_rate, output=True,
-                output_device_index=self._index, frames_per_buffer=self.block_frames,
+                format=pyaudio.paInt16, channels=self.channels, rate=self.device_rate, output=True,
+                output_device_index=self._index, frames_per_buffer=device_block,
             )
         except (IOError, OSError, ValueError) as exc:
-            name = "the default device" if self.device is None else repr(self.device)
-            raise AudioDeviceError(f"cannot open {name} for {self._sample_rate} Hz mono output: {exc}") from exc
+            raise AudioDeviceError(f"cannot open {self._name()} for {self.device_rate} Hz output: {exc}") from exc
         self._stream = stream
         self._latency = float(stream.get_output_latency())
         self.capacity = self.room()  # nothing written yet: the whole buffer is free
@@ -151,17 +164,27 @@ class DeviceOutput(AudioOutput):
             raise AudioDeviceError(f"audio device failed: {exc}") from exc
         if frames < 0:  # a PortAudio error code: PyAudio passes it through
             raise AudioDeviceError(f"audio device failed (PortAudio error {frames})")
-        return frames
+        return frames if self.device_rate == self._sample_rate else frames * self._sample_rate // self.device_rate
 
-    def write(self, pcm: "np.ndarray[Any, np.dtype[np.int16]]") -> None:
-        if self._stream is None:
+    def write(self, pcm: Pcm) -> None:
+        self._write(pcm if self._converter is None else self._converter.convert(pcm))
+
+    def _write(self, data: Pcm) -> None:
+        if self._stream is None or not len(data):
             return
         try:
             # Blocks until the device has room. An underrun (nothing was queued for a
             # while) is normal here, not an error.
-            self._stream.write(pcm.tobytes(), len(pcm), exception_on_underflow=False)
+            self._stream.write(data.tobytes(), len(data) // self.channels, exception_on_underflow=False)
         except (IOError, OSError) as exc:
             raise AudioDeviceError(f"audio device failed while playing: {exc}") from exc
+
+    def lag(self) -> float:
+        return 0.0 if self._converter is None else self._converter.held()
+
+    def drain(self) -> None:
+        if self._converter is not None:
+            self._write(self._converter.convert(np.zeros(0, np.int16), last=True))
 
     def latency(self) -> float:
         return self._latency
@@ -172,9 +195,11 @@ class DeviceOutput(AudioOutput):
         PortAudio discards pending buffers only on Pa_AbortStream, which PyAudio
         does not expose; Pa_CloseStream aborts an active stream first, on every
         host API (Pa_StopStream, the other choice, drains). Closing and reopening
-        takes a couple of milliseconds.
+        takes a couple of milliseconds. What the resampler held goes too.
         """
         stream, self._stream = self._stream, None
+        if self._converter is not None:
+            self._converter.clear()
         if stream is None:
             return
         try:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, List, Optional
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, List, Optional, Sequence
 
 import numpy as np
 
@@ -46,6 +46,12 @@ class AudioOutput:
     #: device outputs: frames the device buffers (its :meth:`room` when nothing is queued)
     capacity: int = 0
 
+    def choose_rate(self, rates: Sequence[int]) -> int:
+        """Which of the service's ``rates`` (in the Speaker's order of preference) to
+        play at when the Speaker's ``sample_rate`` is left open: the first this output
+        takes as it is. Called before :meth:`open`, on the thread creating the Speaker."""
+        return rates[0]
+
     def open(self, sample_rate: int) -> None:
         """Prepare for int16 mono audio at ``sample_rate``. Called once, on the thread
         that creates the Speaker, before any :meth:`write`."""
@@ -65,6 +71,14 @@ class AudioOutput:
         """Device outputs: frames free in the device's buffer (its fill is
         :attr:`capacity` minus this: what plays before the next block)."""
         raise NotImplementedError
+
+    def lag(self) -> float:
+        """Device outputs: seconds of audio written that the output holds back before
+        the device (a resampler's look-ahead), so it is heard that much later."""
+        return 0.0
+
+    def drain(self) -> None:
+        """Device outputs: no more audio follows for now; push out what :meth:`lag` holds."""
 
     def discard_buffered(self) -> None:
         """Drop audio handed over but not yet heard, if the output can (interrupt)."""

@@ -81,6 +81,11 @@ class Pacer:
     def drop_buffer(self) -> None:
         """Drop what the output holds unheard (only where :attr:`holds_audio`). No lock held."""
 
+    tail_pending = False  # :meth:`drain` has audio to push out once the queue runs dry
+
+    def drain(self) -> None:
+        """The queue ran dry: push out what the output held back. No lock held."""
+
 
 class SinkPacer(Pacer):
     """Files, functions, memory: written as fast as audio is queued."""
@@ -155,12 +160,14 @@ class DevicePacer(Pacer):
         self._until_sync = 0  # blocks to write before the next exact read
         self.played_at = 0.0  # what the device holds has played by then (monotonic)
         self.next_write_at = 0.0
+        self._lag = 0.0  # what the output held back after the last write, in seconds
 
     def wait(self, now: float) -> float:
         return self.next_write_at - now
 
     def take_at(self, now: float) -> Tuple[float, float]:
-        return now, max(0.0, self.played_at - now)
+        # What the output holds back comes out ahead of this block.
+        return now, max(0.0, self.played_at - now) + self._lag
 
     def write(self, taken: Taken, filled: int) -> None:
         output = self.output
@@ -168,10 +175,18 @@ class DevicePacer(Pacer):
         output.write(taken[0][1] if len(taken) == 1 else np.concatenate([part for _, part in taken]))
         after = time.monotonic()
         self.wrote(filled, before, after, max(0, output.capacity - output.room()))
+        self._lag = output.lag()
+        self.tail_pending = self._lag > 0
+
+    def drain(self) -> None:
+        self.output.drain()
+        self.played_at = max(self.played_at, time.monotonic()) + self._lag
+        self._lag, self.tail_pending = 0.0, False
 
     def drop_buffer(self) -> None:
         self.output.discard_buffered()
         self.played_at = self.next_write_at = 0.0
+        self._lag, self.tail_pending = 0.0, False
 
     def wrote(self, frames: int, before: float, after: float, fill: int) -> None:
         """A write of ``frames`` was called at ``before`` and returned at ``after``,

@@ -402,13 +402,16 @@ class Player:
         reported and playing goes on."""
         pacer = self._pacer
         while True:
-            flush = 0
+            flush = drain = 0
             with self._cond:
                 while True:
                     if self._closing or self._broken:
                         return
                     if self._flush_wanted != self._flush_done:
                         flush = self._flush_wanted
+                        break
+                    if not self._items and pacer.tail_pending and not self._paused:
+                        drain = 1
                         break
                     if not self._items or self._paused:
                         pacer.idle()
@@ -421,10 +424,12 @@ class Player:
                     if wait <= 0:
                         break
                     self._cond.wait(wait)  # a cut, pause or close wakes it
-                if not flush:
+                if not (flush or drain):
                     taken, filled = self._take(pacer.block, *pacer.take_at(now))
             try:
-                if flush:
+                if drain:
+                    pacer.drain()
+                elif flush:
                     try:
                         pacer.drop_buffer()
                     finally:
