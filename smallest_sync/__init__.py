@@ -25,7 +25,7 @@ from .errors import (
     SpeakerClosedError,
     SynthesisTimeout,
 )
-from .events import AudioEvent, EndEvent, ErrorEvent, StartEvent, WordEvent
+from .events import AudioEvent, DeviceEvent, EndEvent, ErrorEvent, StartEvent, WordEvent
 from .settings import Settings
 from .speaker import Speaker
 from .utterance import Utterance
@@ -45,6 +45,7 @@ __all__ = [
     "ErrorEvent",
     "WordEvent",
     "AudioEvent",
+    "DeviceEvent",
     "AudioOutput",
     "DeviceOutput",
     "NullOutput",

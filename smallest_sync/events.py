@@ -13,7 +13,7 @@ from ._types import Record
 if TYPE_CHECKING:
     from .utterance import Utterance
 
-__all__ = ["StartEvent", "EndEvent", "ErrorEvent", "WordEvent", "AudioEvent", "Event"]
+__all__ = ["StartEvent", "EndEvent", "ErrorEvent", "WordEvent", "AudioEvent", "DeviceEvent", "Event"]
 
 
 class StartEvent(Record):
@@ -76,5 +76,17 @@ class AudioEvent(Record):
         super().__init__(samples, utterance)
 
 
+class DeviceEvent(Record):
+    """The sound card was lost (``state == "lost"``, with the ``error``), or is back
+    (``"back"``): the output is reopened by itself when there is audio to play."""
+
+    __slots__ = ("state", "error")
+    state: str
+    error: Optional[BaseException]
+
+    def __init__(self, state: str, error: Optional[BaseException] = None) -> None:
+        super().__init__(state, error)
+
+
 #: What ``Speaker.events`` carries.
-Event = Union[StartEvent, EndEvent, ErrorEvent, WordEvent]
+Event = Union[StartEvent, EndEvent, ErrorEvent, WordEvent, DeviceEvent]

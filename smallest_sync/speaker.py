@@ -13,7 +13,7 @@ import numpy as np
 
 from ._types import Pcm
 from .errors import SmallestError, SynthesisTimeout
-from .events import AudioEvent, EndEvent, ErrorEvent, StartEvent, WordEvent
+from .events import AudioEvent, DeviceEvent, EndEvent, ErrorEvent, StartEvent, WordEvent
 from .net.connection import live_url
 from .net.keepalive import Keepalive
 from .net.sockets import SocketPool
@@ -50,8 +50,7 @@ class Speaker:
         sample_rate: 8000, 16000, 24000 or 44100, asked of the service. None: 24000
             unless the device takes another of these but not it. A device that
             refuses the rate plays it resampled.
-        word_timestamps: ask the server for word timings.
-        output_format: how audio travels: pcm (default), wav, ulaw or alaw.
+        word_timestamps: ask for word timings. output_format: pcm, wav, ulaw or alaw.
         output: None (default device), a device index or name, ``"null"``
             (real-time, silent), ``"file.wav"``, a callable taking int16 arrays,
             or an :class:`~smallest_sync.audio.AudioOutput`. A callable or an
@@ -77,8 +76,8 @@ class Speaker:
             any method of the Speaker may be called from one. ``on_word`` fires
             when the word is *heard*. The same events also go to :attr:`events`,
             a ``queue.Queue`` to poll.
-        on_audio: gets an AudioEvent with each decoded chunk as it arrives (on
-            ``smallest-events`` too).
+        on_audio: gets an AudioEvent with each decoded chunk as it arrives. on_device:
+            a DeviceEvent when the sound card is lost and when it is back.
         cache_dir: a directory for the phrase cache (created if missing), or None.
             Text spoken before with the same settings on the same server replays
             from disk, with the same word events (``Utterance.cached`` tells);
@@ -103,6 +102,7 @@ class Speaker:
         on_end: Optional[Callable[[EndEvent], object]] = None,
         on_error: Optional[Callable[[ErrorEvent], object]] = None,
         on_audio: Optional[Callable[[AudioEvent], object]] = None,
+        on_device: Optional[Callable[[DeviceEvent], object]] = None,
         cache_dir: Optional[Union[str, "os.PathLike[str]"]] = None, cache_max_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         settings = Settings(voice=voice, model=model, language=language, speed=speed,
@@ -121,11 +121,11 @@ class Speaker:
         if sample_rate is None:  # a service rate the output takes as it is (a device: asked of PortAudio)
             settings = settings.replace(sample_rate=self._output.choose_rate(SERVICE_RATES))
         self._announcer = Announcer(on_word=on_word, on_start=on_start, on_end=on_end, on_error=on_error,
-                                    on_audio=on_audio)
+                                    on_audio=on_audio, on_device=on_device)
         self.events = self._announcer.events  # every Start/Word/End/Error event (the latest 256), to poll
         self._session = session = Session(settings, self._announcer, cache_key=None if cache is None else cache.key)
         self._player = Player(self._output, settings.sample_rate, listener=session.on_heard,
-                              on_failure=session.on_output_failure)
+                              on_failure=session.on_output_failure, on_device=session.on_device)
         self._stop = threading.Event()  # wakes the timer threads on close
         router = FrameRouter(session, self._player, timeout=options.timeout)
         self._pool = SocketPool(url, key, handler=router.on_frame, timeout=options.timeout, stop=self._stop,

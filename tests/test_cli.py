@@ -21,7 +21,8 @@ from smallest_sync.emulator import Emulator, EmulatorConfig
 from .conftest import API_KEY
 
 REPO = Path(__file__).resolve().parent.parent
-NO_SOUND_CARD = {"PULSE_SERVER": "unix:/nonexistent/pulse/native"}
+# No sound server, and only ALSA's stock configuration (not the test devices' one).
+NO_SOUND_CARD = {"PULSE_SERVER": "unix:/nonexistent/pulse/native", "ALSA_CONFIG_PATH": "/usr/share/alsa/alsa.conf"}
 KEY = {"SMALLEST_API_KEY": API_KEY}
 
 

@@ -260,7 +260,7 @@ class _Device(NullOutput):
 
 def test_device_timeline_reads_the_fill_exactly_after_a_write_that_waited() -> None:
     pacer = DevicePacer(_Device(), 1000)  # 1000 Hz: one frame a millisecond
-    pacer.wrote(100, before=10.0, after=10.05, fill=300)  # waited 50 ms for room: fill exact
+    pacer.wrote(0.1, before=10.0, after=10.05, fill=300)  # waited 50 ms for room: fill exact
     assert pacer.played_at == pytest.approx(10.35)
     # The next block is due half a block after the card has room for it.
     assert pacer.next_write_at == pytest.approx(10.35 - 0.2 + 0.05)
@@ -268,17 +268,17 @@ def test_device_timeline_reads_the_fill_exactly_after_a_write_that_waited() -> N
 
 def test_device_timeline_advances_by_blocks_and_never_past_what_the_card_reports() -> None:
     pacer = DevicePacer(_Device(), 1000)
-    pacer.wrote(100, before=10.0, after=10.05, fill=300)  # played_at 10.35
-    pacer.wrote(100, before=10.20, after=10.2001, fill=300)  # a lagging report: over-states
+    pacer.wrote(0.1, before=10.0, after=10.05, fill=300)  # played_at 10.35
+    pacer.wrote(0.1, before=10.20, after=10.2001, fill=300)  # a lagging report: over-states
     assert pacer.played_at == pytest.approx(10.45)  # advanced by the block, not by the report
-    pacer.wrote(100, before=10.30, after=10.3001, fill=100)  # the report is lower: it wins
+    pacer.wrote(0.1, before=10.30, after=10.3001, fill=100)  # the report is lower: it wins
     assert pacer.played_at == pytest.approx(10.4001)
 
 
 def test_device_timeline_restarts_from_the_report_after_running_dry() -> None:
     pacer = DevicePacer(_Device(), 1000)
-    pacer.wrote(100, before=10.0, after=10.05, fill=300)
-    pacer.wrote(100, before=20.0, after=20.0001, fill=100)  # long after it all played
+    pacer.wrote(0.1, before=10.0, after=10.05, fill=300)
+    pacer.wrote(0.1, before=20.0, after=20.0001, fill=100)  # long after it all played
     assert pacer.played_at == pytest.approx(20.1001)
     assert pacer.next_write_at < pacer.played_at - 0.2  # an exact read comes next: written early
 

@@ -102,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--language", choices=LANGUAGES, default="en", metavar="CODE",
                         help="language code: " + " ".join(LANGUAGES))
     parser.add_argument("--speed", type=_speed, help=f"{SPEED_RANGE[0]} to {SPEED_RANGE[1]} (default 1.0)")
-    parser.add_argument("--sample-rate", type=int, choices=SAMPLE_RATES, default=24000)
+    parser.add_argument("--sample-rate", type=int, choices=SAMPLE_RATES, default=None,
+                        help="rate asked of the service (default: 24000, or one the device plays as it is)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--device", type=_device, help="output device index or (part of its) name")
     where.add_argument("-o", "--out", metavar="FILE.wav", help="write a WAV file instead of playing")
@@ -153,8 +154,9 @@ def _list_devices(quiet: bool) -> int:
         devices = list_output_devices()
     for device in devices:
         mark = "*" if device["is_default"] else " "
+        rates = "/".join(str(rate) for rate in device["service_rates"]) or "none (resampled)"
         print(f"{mark} {device['index']:3d}  {device['name']}  "
-              f"({device['host_api']}, {device['default_sample_rate']:.0f} Hz)")
+              f"({device['host_api']}, {device['default_sample_rate']:.0f} Hz; service rates played as they are: {rates})")
     if not devices:
         print("smallest-say: error: no output devices", file=sys.stderr)
         return EXIT_DEVICE

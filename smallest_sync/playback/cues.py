@@ -8,10 +8,15 @@ from __future__ import annotations
 import collections
 import heapq
 import itertools
+import logging
 import math
+import threading
+import time
 from typing import Any, Callable, Deque, List, Optional, Set, Tuple
 
 from .._types import AudioCounts
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Track", "Cue", "DueCues", "Due", "Handed"]
 
@@ -98,6 +103,31 @@ class DueCues:
 
     def clear(self) -> None:
         self._heap.clear()
+
+    def fire(self, lock: threading.Condition, listener: Callable[[Track, str, Any, float], None],
+             closing: Callable[[], bool], max_wait: float) -> None:
+        """Hand each cue to ``listener`` once it is heard, until ``closing()``: the
+        cue thread's loop. ``lock`` is the player's, which guards this heap; the
+        listener runs without it."""
+        while True:
+            with lock:
+                if closing():
+                    return
+                now = time.monotonic()
+                due = self.pop_due(now)
+                for _, _, track, cue in due:
+                    if cue.kind == "end":
+                        track.end_heard = True
+                if not due:
+                    at = self.next_at()
+                    lock.wait(max_wait if at is None else min(at - now, max_wait))
+                    continue
+            for when, _, track, cue in due:
+                if not track.cut:
+                    try:
+                        listener(track, cue.kind, cue.payload, when)
+                    except Exception:  # a bug in the listener must not stop the cues
+                        logger.exception("player listener failed on %s cue", cue.kind)
 
 
 #: (when heard, track, samples or a queued cue)

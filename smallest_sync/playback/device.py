@@ -31,33 +31,54 @@ DEFAULT_BLOCK_MS = 100
 
 class _Converter:
     """Mono int16 at the service's rate → what the device takes: another rate
-    (streaming, stateful) and/or both channels of a stereo device."""
+    (streaming, stateful) and/or both channels of a stereo device.
 
-    def __init__(self, source_rate: int, device_rate: int, channels: int) -> None:
+    A resampler holds back its look-ahead. So that a device that ran dry gets a
+    whole block at once (an ALSA device does not start on less than a period), the
+    first block after a start is preceded by that much silence, which :meth:`held`
+    counts as audio held back, so heard times stay exact.
+    """
+
+    def __init__(self, source_rate: int, device_rate: int, channels: int, block: int) -> None:
         self.device_rate, self.channels = device_rate, channels
         self._resampler: Any = None
+        self._lead = 0  # device frames of silence before the first block after a start
+        self._fresh = True
         if device_rate != source_rate:
             try:
                 import soxr
             except ImportError as exc:
                 raise AudioDeviceError(f"the device needs {device_rate} Hz and resampling needs python-soxr "
                                        f"(pip install soxr): {exc}") from exc
-            self._resampler = soxr.ResampleStream(source_rate, device_rate, 1, dtype="int16", quality="HQ")
+            # LQ: 16-bit precision (what is played), and the shortest look-ahead of soxr's
+            # filters (about a millisecond from 24 kHz), which a start waits for.
+            self._resampler = soxr.ResampleStream(source_rate, device_rate, 1, dtype="int16", quality="LQ")
+            self._resampler.resample_chunk(np.zeros(block, np.int16))
+            self._lead = round(self._resampler.delay())
+            self._resampler.clear()
 
     def convert(self, pcm: Pcm, *, last: bool = False) -> Pcm:
-        out = pcm if self._resampler is None else self._resampler.resample_chunk(pcm, last=last)
-        if last and self._resampler is not None:
-            self._resampler.clear()  # ready for the next stream of audio
+        out = pcm
+        if self._resampler is not None:
+            out = self._resampler.resample_chunk(pcm, last=last)
+            if self._fresh and not last:
+                out = np.concatenate([np.zeros(self._lead, np.int16), out])
+            self._fresh = last
+            if last:
+                self._resampler.clear()  # ready for the next stream of audio
         return np.repeat(out, 2) if self.channels == 2 else out  # interleaved: L R L R
 
     def held(self) -> float:
-        """Seconds of audio given to :meth:`convert` and not yet out of it (the
-        resampler's look-ahead)."""
-        return 0.0 if self._resampler is None else float(self._resampler.delay()) / self.device_rate
+        """Seconds between a sample given to :meth:`convert` and the device having it
+        (the resampler's look-ahead, or the silence a start will put first)."""
+        if self._resampler is None:
+            return 0.0
+        return (self._lead if self._fresh else float(self._resampler.delay())) / self.device_rate
 
     def clear(self) -> None:
         if self._resampler is not None:
             self._resampler.clear()
+            self._fresh = True
 
 
 class DeviceOutput(AudioOutput):
@@ -128,7 +149,7 @@ class DeviceOutput(AudioOutput):
                                        f"{sorted(set(rates) - {0})} Hz")
             self.device_rate, self.channels = rate, channels
             if (rate, channels) != (sample_rate, 1):
-                self._converter = _Converter(sample_rate, rate, channels)
+                self._converter = _Converter(sample_rate, rate, channels, self.block_frames)
                 logger.info("%s plays at %d Hz, %s: resampling %d Hz audio", self._name(), rate,
                             "stereo" if channels == 2 else "mono", sample_rate)
             self._open_stream()
@@ -188,6 +209,14 @@ class DeviceOutput(AudioOutput):
 
     def latency(self) -> float:
         return self._latency
+
+    def reopen(self) -> None:
+        """A new PortAudio session and stream: PortAudio lists devices when it starts,
+        so a default device that changed (a USB speaker plugged in) is found then, as
+        long as no other PyAudio instance in the program keeps PortAudio running."""
+        self.close()
+        self._converter = None
+        self.open(self._sample_rate)
 
     def discard_buffered(self) -> None:
         """Drop what the device buffered, now: close the stream and open a new one.

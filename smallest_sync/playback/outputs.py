@@ -83,6 +83,14 @@ class AudioOutput:
     def discard_buffered(self) -> None:
         """Drop audio handed over but not yet heard, if the output can (interrupt)."""
 
+    def reopen(self) -> None:
+        """Device outputs: after a failure, release the device and open it again at the
+        rate of :meth:`open` (the system's default device anew, where that was asked
+        for). Raises AudioDeviceError while it cannot; outputs that cannot do this at
+        all raise NotImplementedError, and are then lost for good. Runs on
+        ``smallest-audio``."""
+        raise NotImplementedError
+
     def latency(self) -> float:
         """Seconds between handing a sample over and it being heard, with the buffer full."""
         return 0.0

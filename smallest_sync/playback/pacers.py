@@ -81,6 +81,11 @@ class Pacer:
     def drop_buffer(self) -> None:
         """Drop what the output holds unheard (only where :attr:`holds_audio`). No lock held."""
 
+    def reset(self) -> None:
+        """The output was reopened: it holds nothing. No lock held."""
+
+    ran_dry = True  # the output held nothing to play when the last write began
+
     tail_pending = False  # :meth:`drain` has audio to push out once the queue runs dry
 
     def drain(self) -> None:
@@ -172,11 +177,14 @@ class DevicePacer(Pacer):
     def write(self, taken: Taken, filled: int) -> None:
         output = self.output
         before = time.monotonic()
+        self.ran_dry = self.played_at < before
         output.write(taken[0][1] if len(taken) == 1 else np.concatenate([part for _, part in taken]))
         after = time.monotonic()
-        self.wrote(filled, before, after, max(0, output.capacity - output.room()))
-        self._lag = output.lag()
+        lag, self._lag = self._lag, output.lag()
         self.tail_pending = self._lag > 0
+        # What reached the device: the block, and what the output held back before
+        # it, less what it holds back now.
+        self.wrote(filled / self.rate + lag - self._lag, before, after, max(0, output.capacity - output.room()))
 
     def drain(self) -> None:
         self.output.drain()
@@ -185,12 +193,15 @@ class DevicePacer(Pacer):
 
     def drop_buffer(self) -> None:
         self.output.discard_buffered()
-        self.played_at = self.next_write_at = 0.0
-        self._lag, self.tail_pending = 0.0, False
+        self.reset()
 
-    def wrote(self, frames: int, before: float, after: float, fill: int) -> None:
-        """A write of ``frames`` was called at ``before`` and returned at ``after``,
-        leaving the device reporting ``fill`` frames held."""
+    def reset(self) -> None:
+        self.played_at = self.next_write_at = 0.0
+        self._lag, self.tail_pending, self._until_sync = 0.0, False, 0
+
+    def wrote(self, seconds: float, before: float, after: float, fill: int) -> None:
+        """A write of ``seconds`` of audio was called at ``before`` and returned at
+        ``after``, leaving the device reporting ``fill`` frames held."""
         reported = after + fill / self.rate
         if after - before > _WRITE_BLOCKED:  # it waited for room: the fill is exact
             self.played_at = reported
@@ -199,7 +210,7 @@ class DevicePacer(Pacer):
             self.played_at = reported
             self._until_sync = 0
         else:
-            self.played_at = min(self.played_at + frames / self.rate, reported)
+            self.played_at = min(self.played_at + seconds, reported)
             self._until_sync -= 1
         capacity = self.output.capacity
         room_at = self.played_at - (capacity - self.block) / self.rate  # room for a block from then

@@ -15,8 +15,8 @@ that is not heard yet, of tracks not cut, goes back to the head of the queue wit
 its cues, so nothing is lost and no cue fires for audio that was never heard.
 
 Threads (started here): ``smallest-audio`` is the only thread that calls the
-output after it is opened (write, drop its buffer), always without a lock held;
-``smallest-player`` fires cues at their time, through the ``listener``.
+output after it is opened, always without a lock held; ``smallest-player`` fires
+cues at their time, through the ``listener``.
 """
 from __future__ import annotations
 
@@ -27,9 +27,11 @@ import time
 from typing import Any, Callable, Deque, Iterable, Optional, Tuple, Union
 
 from .._types import Pcm
+from ..errors import AudioDeviceError
 from .outputs import AudioOutput
 from .cues import Cue, Due, DueCues, Handed, Track
 from .pacers import Pacer, Taken, make_pacer
+from .recovery import DeviceListener, Reopener
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +61,9 @@ class Player:
         output: where samples go; opened here, so a bad device fails the constructor.
         sample_rate: of every sample fed.
         listener: called on the ``smallest-player`` thread for each cue when it is heard.
-        on_failure: called on the ``smallest-audio`` thread with an output's error.
-            If the output is a device, it is lost by then (:attr:`broken`).
+        on_failure: called on ``smallest-audio`` with an output's error, unless a
+            device failed before anything of what was taken could be heard.
+        on_device: called on ``smallest-audio`` when a device is lost and when it is back.
         max_buffered: samples the queue may hold before :meth:`feed` waits for the
             output to catch up (bounds memory when a server sends far ahead).
         pacer: how audio leaves the queue; by default the one for the output's kind.
@@ -73,6 +76,7 @@ class Player:
         *,
         listener: Listener,
         on_failure: Callable[[BaseException], None],
+        on_device: Optional[DeviceListener] = None,
         max_buffered: Optional[int] = None,
         pacer: Optional[Callable[[AudioOutput, int], Pacer]] = None,
     ) -> None:
@@ -90,9 +94,9 @@ class Player:
         self._buffered = 0  # samples queued and not yet taken
         self._due = DueCues()
         self._paused = False
-        # The output failed or stalled: PortAudio calls on a dead stream can block
-        # forever (seen: start_stream after the sound server died), so none are made.
+        # The output failed and cannot be reopened: it is never touched again.
         self._broken = False
+        self._reopener = Reopener(output, on_device or (lambda state, error: None))
         # Buffer drops asked for (by cut, pause) and done (output thread). While they
         # differ nothing is taken, so only what was asked for is dropped.
         self._flush_wanted = 0
@@ -189,8 +193,7 @@ class Player:
     # ----- control (any thread) ---------------------------------------------
     def pause(self) -> None:
         """Stop playing now; nothing is lost. A device's buffer is dropped and what it
-        held, not yet heard, goes back to the head of the queue with its cues (the few
-        milliseconds the device plays before the drop are heard again on resume)."""
+        held, not yet heard, goes back to the head of the queue with its cues."""
         with self._cond:
             if self._paused:
                 return
@@ -248,22 +251,11 @@ class Player:
             self._flush_done = self._flush_wanted
             self._cond.notify_all()
 
-    def give_up(self) -> bool:
-        """The output took nothing for too long (the watchdog says so). A device is
-        then lost (never touched again). Returns :attr:`broken`."""
-        if self._pacer.can_be_lost:
-            self.mark_broken()
-        return self._broken
-
     # ----- state (any thread) -----------------------------------------------
     @property
     def broken(self) -> bool:
+        """The output failed for good: it cannot be reopened."""
         return self._broken
-
-    @property
-    def has_queued(self) -> bool:
-        """Audio or cues are waiting for the output."""
-        return bool(self._items)
 
     @property
     def buffered_seconds(self) -> float:
@@ -279,7 +271,6 @@ class Player:
             return now - self._progress_at
 
     def latency(self) -> float:
-        """Seconds from handing a sample to the output to it being heard."""
         return self._output.latency()
 
     # ----- taking side (output thread) --------------------------------------
@@ -397,17 +388,24 @@ class Player:
     # ----- threads ------------------------------------------------------------
     def _run_output(self) -> None:
         """``smallest-audio``: take blocks when the pacer says, and write them with no
-        lock held; drop the output's buffer when a cut or pause asks for it. A failure
-        of an output that can be lost marks it broken and ends the thread; others are
-        reported and playing goes on."""
-        pacer = self._pacer
+        lock held; drop the output's buffer when a cut or pause asks for it; reopen a
+        lost device when there is audio to play. Other outputs' failures are reported
+        and playing goes on."""
+        pacer, reopener = self._pacer, self._reopener
         while True:
-            flush = drain = 0
+            flush = drain = reopen = 0
             with self._cond:
                 while True:
                     if self._closing or self._broken:
                         return
-                    if self._flush_wanted != self._flush_done:
+                    if reopener.lost and self._items and not self._paused:
+                        wait = reopener.wait(time.monotonic())
+                        if wait <= 0:
+                            reopen = 1
+                            break
+                        self._cond.wait(min(wait, _MAX_IDLE_WAIT))
+                        continue
+                    if self._flush_wanted != self._flush_done and not reopener.lost:
                         flush = self._flush_wanted
                         break
                     if not self._items and pacer.tail_pending and not self._paused:
@@ -424,10 +422,14 @@ class Player:
                     if wait <= 0:
                         break
                     self._cond.wait(wait)  # a cut, pause or close wakes it
-                if not (flush or drain):
+                if not (flush or drain or reopen):
                     taken, filled = self._take(pacer.block, *pacer.take_at(now))
             try:
-                if drain:
+                if reopen:
+                    if reopener.attempt():
+                        pacer.reset()
+                        reopener.tell("back")
+                elif drain:
                     pacer.drain()
                 elif flush:
                     try:
@@ -438,33 +440,28 @@ class Player:
                             self.flushed_at = time.monotonic()
                 elif filled:
                     pacer.write(taken, filled)
+            except NotImplementedError:  # a device that cannot be reopened: lost for good
+                self.mark_broken()
+                self._on_failure(AudioDeviceError("the audio device was lost and cannot be reopened"))
             except Exception as exc:  # a failing output must fail the utterances, not the thread
-                logger.exception("audio output %r failed", self._output)
-                if pacer.can_be_lost:
-                    self.mark_broken()
-                self._on_failure(exc)
+                if not pacer.can_be_lost:
+                    logger.exception("audio output %r failed", self._output)
+                    self._on_failure(exc)
+                    continue
+                with self._cond:
+                    self._flush_done = self._flush_wanted
+                    heard = not pacer.ran_dry  # was any of the device's audio being heard?
+                    # What the device held unheard waits for the reopened device; if it
+                    # was being heard, the session fails it (and cuts it) instead.
+                    self._take_back(time.monotonic())
+                    reopener.lose(exc)
+                reopener.tell("lost", exc)
+                if heard:
+                    self._on_failure(exc)
 
     def _run_cues(self) -> None:
-        """``smallest-player``: hand each cue to the listener when it is heard."""
-        while True:
-            with self._cond:
-                if self._closing:
-                    return
-                now = time.monotonic()
-                due = self._due.pop_due(now)
-                for _, _, track, cue in due:
-                    if cue.kind == "end":
-                        track.end_heard = True
-                if not due:
-                    at = self._due.next_at()
-                    self._cond.wait(_MAX_IDLE_WAIT if at is None else min(at - now, _MAX_IDLE_WAIT))
-                    continue
-            for when, _, track, cue in due:
-                if not track.cut:
-                    try:
-                        self._listener(track, cue.kind, cue.payload, when)
-                    except Exception:  # a bug in the listener must not stop the cues
-                        logger.exception("player listener failed on %s cue", cue.kind)
+        """``smallest-player``: fire each cue through the listener when it is heard."""
+        self._due.fire(self._cond, self._listener, lambda: self._closing, _MAX_IDLE_WAIT)
 
     # ----- life cycle ---------------------------------------------------------
     def close(self) -> None:

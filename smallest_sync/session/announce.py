@@ -14,7 +14,7 @@ import queue
 import threading
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from ..events import AudioEvent, EndEvent, ErrorEvent, Event, StartEvent, WordEvent
+from ..events import AudioEvent, DeviceEvent, EndEvent, ErrorEvent, Event, StartEvent, WordEvent
 
 logger = logging.getLogger(__name__)
 
@@ -84,11 +84,12 @@ class Announcer:
     """
 
     def __init__(self, *, on_word: Callback = None, on_start: Callback = None, on_end: Callback = None,
-                 on_error: Callback = None, on_audio: Callback = None) -> None:
-        #: Every Start/Word/End/Error event, for programs that poll (GUI loops).
+                 on_error: Callback = None, on_audio: Callback = None, on_device: Callback = None) -> None:
+        #: Every Start/Word/End/Error/Device event, for programs that poll (GUI loops).
         self.events: "queue.Queue[Event]" = queue.Queue(maxsize=EVENTS_KEPT)
         self._callbacks: Dict[type, Callback] = {
-            WordEvent: on_word, StartEvent: on_start, EndEvent: on_end, ErrorEvent: on_error, AudioEvent: on_audio}
+            WordEvent: on_word, StartEvent: on_start, EndEvent: on_end, ErrorEvent: on_error, AudioEvent: on_audio,
+            DeviceEvent: on_device}
         self.dispatcher = Dispatcher(on_error)
 
     @property

@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional
 
 from ..errors import AudioDeviceError, ConfigurationError, SmallestError, SpeakerClosedError
-from ..events import EndEvent, ErrorEvent, StartEvent, WordEvent
+from ..events import DeviceEvent, EndEvent, ErrorEvent, StartEvent, WordEvent
 from ..settings import UPDATABLE, Settings
 from ..text import SentenceAggregator
 from ..utterance import DONE, FAILED, FINAL, INTERRUPTED, PLAYING, Utterance
@@ -59,7 +59,7 @@ class Session:
         self.playing: List[Job] = []  # fully received, not yet heard to the end
         self.inflight: Optional[Request] = None
         self.closing = False
-        self.output_error: Optional[AudioDeviceError] = None  # the output is lost for good
+        self.output_error: Optional[AudioDeviceError] = None  # the output is lost for good (cannot reopen)
         self.warm_wanted = True  # the sender should open a primary socket ahead of need
         self.announcer = announcer
         self._cache_key = cache_key  # the phrase cache's key of a text, if there is a cache
@@ -78,8 +78,7 @@ class Session:
             if self.closing:
                 raise SpeakerClosedError("this Speaker is closed")
             if play and self.output_error is not None:
-                raise AudioDeviceError(f"the audio output was lost earlier ({self.output_error}); "
-                                       "make a new Speaker once it is back")
+                raise AudioDeviceError(f"the audio output was lost for good ({self.output_error})")
             self._serial += 1
             utterance = Utterance(text, self.settings, self._serial, cancel=self.cancel)
             job = Job(utterance, parts, streaming=streaming, play=play)
@@ -307,10 +306,15 @@ class Session:
         elif kind == "end":
             self._finish([job])
 
+    def on_device(self, state: str, error: Optional[BaseException]) -> None:
+        """``smallest-audio``: the device was lost, or is back."""
+        self.announcer.announce(DeviceEvent(state, error))
+
     def on_output_failure(self, error: BaseException) -> None:
-        """``smallest-audio``: the output failed. A lost device fails everything that
-        would play, now and later (make a new Speaker once it is back); synthesize()
-        still works."""
+        """``smallest-audio``: the output failed while it was being heard: what was
+        playing fails (what is queued waits for the reopened device, up to the
+        watchdog's timeout). An output lost for good fails everything that would play,
+        now and later; synthesize() still works."""
         failure = error if isinstance(error, AudioDeviceError) else AudioDeviceError(f"audio output failed: {error}")
         if failure is not error:
             failure.__cause__ = error

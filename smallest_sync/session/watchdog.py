@@ -51,7 +51,5 @@ class Watchdog:
             return
         if self._player.stalled_for(time.monotonic()) < self._timeout:
             return
-        lost = self._player.give_up()  # a device is never touched again: PortAudio may hang on it
-        logger.error("the audio output took nothing for %.1f s%s", self._timeout,
-                     "; treating the device as lost" if lost else "")
+        logger.error("the audio output took nothing for %.1f s", self._timeout)
         self._session.fail_all(AudioDeviceError(f"the audio output took no samples for {self._timeout:.1f} s"))
