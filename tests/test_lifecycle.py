@@ -1,14 +1,21 @@
 """Whole programs: Ctrl-C during speak(), and a script that never calls close()."""
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
+import threading
 import time
+from typing import Dict, Iterator
 
 import pytest
+
+from smallest_sync.playback.player import AUDIO_JOIN_TIMEOUT
 
 from .sink import SinkRecorder, active_regions
 
@@ -78,13 +85,10 @@ def test_a_script_that_forgets_close_still_exits() -> None:
     assert out.strip() == "done" and "Traceback" not in err
 
 
-@pytest.mark.parametrize("when", ["mid-speech", "while idle", "fire and forget"])
-def test_losing_the_sound_server_is_an_audio_device_error_not_a_hang(when: str) -> None:
-    # (test_recovery.py: the same Speaker plays again once the server is back.)
-    # A private PulseAudio for this test alone, so killing it harms no other test.
-    import shutil
-    import tempfile
-
+@contextlib.contextmanager
+def private_pulse() -> Iterator[Dict[str, str]]:
+    """A PulseAudio of the test's own (so stopping it harms no other test): the
+    environment that reaches it, with SMALLEST_PULSE_PID set to the daemon's pid."""
     pulse = os.path.join(REPO, "scripts", "pulse.sh")
     folder = tempfile.mkdtemp(prefix="ssp-")  # short: the socket path must fit 108 bytes
     env = {**os.environ, "SMALLEST_PULSE_DIR": folder}
@@ -94,6 +98,21 @@ def test_losing_the_sound_server_is_an_audio_device_error_not_a_hang(when: str) 
         for line in exports.splitlines():
             name, _, value = line.removeprefix("export ").partition("=")
             env[name] = value.strip("'\"")
+        with open(os.path.join(folder, "runtime", "pid")) as pid:
+            env["SMALLEST_PULSE_PID"] = pid.read().strip()
+        yield env
+    finally:
+        with contextlib.suppress(ProcessLookupError, ValueError, KeyError):
+            os.kill(int(env["SMALLEST_PULSE_PID"]), signal.SIGCONT)
+        subprocess.run([pulse, "stop"], env=env, capture_output=True, timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.parametrize("when", ["mid-speech", "while idle", "fire and forget"])
+def test_losing_the_sound_server_is_an_audio_device_error_not_a_hang(when: str) -> None:
+    # (test_recovery.py: the same Speaker plays again once the server is back.)
+    pulse = os.path.join(REPO, "scripts", "pulse.sh")
+    with private_pulse() as env:
         code = PROGRAM_HEAD.format(repo=REPO) + textwrap.dedent("""
             from smallest_sync import AudioDeviceError
             ended, started = threading.Event(), threading.Event()
@@ -145,6 +164,34 @@ def test_losing_the_sound_server_is_an_audio_device_error_not_a_hang(when: str) 
         assert program.returncode == 0, err
         assert "device error:" in out and out.rstrip().endswith("waited, then failed"), out + err
         assert time.monotonic() - lost < 10
-    finally:
-        subprocess.run([pulse, "stop"], env=env, capture_output=True, timeout=30)
-        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_close_while_the_sound_server_hangs_returns_within_its_bound() -> None:
+    with private_pulse() as env:
+        code = PROGRAM_HEAD.format(repo=REPO) + textwrap.dedent("""
+            import time
+            started = threading.Event()
+            speaker = Speaker("sk_test", base_url=emulator.base_url, on_start=lambda event: started.set())
+            speaker.say(" ".join(["hanging"] * 40))
+            started.wait(10)
+            print("speaking", flush=True)
+            sys.stdin.readline()  # the test stops (SIGSTOP) the sound server meanwhile
+            began = time.monotonic()
+            speaker.close()
+            print(f"closed in {time.monotonic() - began:.2f} s", flush=True)
+        """)
+        program = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+        try:
+            assert program.stdout is not None and program.stdin is not None
+            assert program.stdout.readline().strip() == "speaking"
+            os.kill(int(env["SMALLEST_PULSE_PID"]), signal.SIGSTOP)
+            threading.Event().wait(0.5)  # choreography: the device write is stuck by now
+            program.stdin.write("go\n")
+            program.stdin.flush()
+            out, err = program.communicate(timeout=30)
+        finally:
+            program.kill()
+        assert program.returncode == 0, err
+        closed_in = float(out.split()[-2])
+        assert closed_in < AUDIO_JOIN_TIMEOUT + 1.0, out  # the bound, and the other threads' joins

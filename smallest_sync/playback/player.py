@@ -41,6 +41,9 @@ __all__ = ["Player", "Track"]
 Listener = Callable[["Track", str, Any, float], None]
 
 _JOIN_TIMEOUT = 5.0
+# close() waits this long for smallest-audio stuck in a write (a hung sound server),
+# then abandons the device unclosed (closing could hang too); the daemon ends if it returns.
+AUDIO_JOIN_TIMEOUT = 1.0
 # When a device's buffer is dropped (pause, or a cut with other tracks' audio in it),
 # what it was to play from this long before the drop was asked for is queued again:
 # through PulseAudio the drop also loses a few milliseconds already handed on for
@@ -99,8 +102,7 @@ class Player:
         self._reopener = Reopener(output, on_device or (lambda state, error: None))
         # Buffer drops asked for (by cut, pause) and done (output thread). While they
         # differ nothing is taken, so only what was asked for is dropped.
-        self._flush_wanted = 0
-        self._flush_done = 0
+        self._flush_wanted = self._flush_done = 0
         self._closing = False
         # The output thread waits for audio (not for its pacer): a feed must wake it.
         self._writer_idle = False
@@ -111,7 +113,6 @@ class Player:
         # in the queue from here when the output's buffer is dropped.
         self._handed = Handed(sample_rate)
         self.flushed_at: Optional[float] = None  # monotonic time the device buffer was last dropped
-        self.taken_total = 0  # samples the output has taken, all tracks
         output.open(sample_rate)
         self._pacer = (pacer or make_pacer)(output, sample_rate)
         # Daemons: a script that forgets close() must still exit; close() joins them.
@@ -333,7 +334,6 @@ class Player:
         self._buffered -= filled
         if filled:
             self._progress_at = now
-            self.taken_total += filled
         if scheduled != len(self._due) or self._feed_waiters:
             self._cond.notify_all()
         return parts, filled
@@ -465,9 +465,8 @@ class Player:
 
     # ----- life cycle ---------------------------------------------------------
     def close(self) -> None:
-        """Drop everything, stop the player's threads and release the output. Idempotent.
-
-        Safe from the output's own ``write`` (that thread is then not waited for)."""
+        """Drop everything, stop the player's threads and release the output. Idempotent;
+        safe from the output's own ``write`` (that thread is then not waited for)."""
         with self._cond:
             if self._closing:
                 already = True
@@ -482,12 +481,12 @@ class Player:
                 self._buffered = 0
                 self._cond.notify_all()
         stuck = False
-        for thread in (self._thread, self._writer):
+        for thread, bound in ((self._thread, _JOIN_TIMEOUT), (self._writer, AUDIO_JOIN_TIMEOUT)):
             if thread is not threading.current_thread():
-                thread.join(_JOIN_TIMEOUT)
+                thread.join(bound)
                 if thread.is_alive():
                     stuck = True
-                    logger.error("%s thread did not stop within %.1f s", thread.name, _JOIN_TIMEOUT)
+                    logger.error("%s thread did not stop within %.1f s", thread.name, bound)
         if not already:
             # The output is only closed once the thread that writes it is gone: one
             # stuck inside PortAudio must not hang close() or have the stream closed under it.
