@@ -14,6 +14,12 @@ Reported as a percentage of one core. The details give the CPU per thread over
 the whole phase (``/proc/self/task``, 10 ms ticks; ``native:threaded-ml`` is
 libpulse's) and the idle cost of an open Speaker with nothing to say.
 
+**24 kHz resampled to a 48 kHz device** (ours only): the same, with the default
+device run at 48 kHz (``DeviceOutput(device_rate=48000)``), so every sample goes
+through the streaming resampler (python-soxr) and twice the frames through
+PortAudio and PulseAudio. The row under it is what that adds: each resampled
+utterance's figure less the native 24 kHz median of the same run (target ≤ 0.1 %).
+
 **The floor**: a bare PyAudio stream in a fresh process, same rate and block as
 ``DeviceOutput`` (``DEFAULT_BLOCK_MS``), one Python thread writing a constant
 buffer with blocking ``write()``: what any Python client playing through PyAudio
@@ -62,28 +68,53 @@ from .subjects import Subject, Unsupported
 SENTENCE = "Processor time per second of audio, sentence {}, rate {}."  # ~4.1 s
 SHORT_SENTENCE = "Processor time, sentence {}, rate {}."  # ~2.6 s (--quick)
 FLOOR_NOT_A_CLIENT = "PyAudio's own floor, not a client's: measured once, in ours' column"
+RESAMPLING_IS_OURS = "no resampling to a device's rate: measured for ours only"
+
+
+def _resampling_cost(native: List[float], resampled: List[float]) -> Figure:
+    """What resampling 24 -> 48 kHz adds: the resampled runs' CPU less the native
+    runs' median (both measured in this run, one after the other)."""
+    figure = Figure("cpu_resampling_extra", "  resampling 24 -> 48 kHz adds (resampled - native 24 kHz)",
+                    "% core", 100.0, "<=", 0.1)
+    base = float(np.median(native)) if native else None
+    figure.results[OURS] = (Stat.of([sample - base for sample in resampled]) if base is not None
+                            else Stat.missing("no native 24 kHz figure"))
+    return figure
 
 
 def run(subjects: List[Subject], quick: bool) -> List[Figure]:
     figures: List[Figure] = []
     utterances = 2 if quick else 5
     why = sink_ready()
-    for rate, target in ((24000, 1.0), (44100, None)):
-        figure = Figure(f"cpu_per_audio_second_{rate}", f"CPU per second of audio, {rate / 1000:g} kHz device",
-                        "% core", 100.0, "<=", target)
+    native: List[float] = []
+    for rate, target, output in ((24000, 1.0, "device"), (44100, None, "device"), (24000, None, "device48")):
+        if output == "device48":
+            figure = Figure("cpu_per_audio_second_24000_to_48000",
+                            "CPU per second of audio, 24 kHz resampled to a 48 kHz device", "% core", 100.0)
+        else:
+            figure = Figure(f"cpu_per_audio_second_{rate}", f"CPU per second of audio, {rate / 1000:g} kHz device",
+                            "% core", 100.0, "<=", target)
         figures.append(figure)
         for subject in subjects:
             if why is not None:
                 figure.results[subject.name] = Stat.missing(f"no audio device: {why}")
                 continue
+            if output == "device48" and subject.name != OURS:
+                figure.results[subject.name] = Stat.missing(RESAMPLING_IS_OURS)
+                continue
             try:
                 samples, details = _cpu_per_second(subject, rate, utterances, SHORT_SENTENCE if quick else SENTENCE,
-                                                   idle=rate == 24000 and not quick)
+                                                   idle=rate == 24000 and output == "device" and not quick,
+                                                   output=output)
             except Unsupported as exc:
                 figure.results[subject.name] = Stat.missing(str(exc))
                 continue
             figure.results[subject.name] = Stat.of(samples)
             figure.details[subject.name] = details
+            if subject.name == OURS and rate == 24000 and output == "device":
+                native.extend(samples)
+            elif subject.name == OURS and output == "device48":
+                figures.append(_resampling_cost(native, samples))
     floor = Figure("cpu_bare_pyaudio_24000", f"  floor: bare PyAudio stream, {DEFAULT_BLOCK_MS} ms blocks, 24 kHz",
                    "% core", 100.0)
     for subject in subjects:

@@ -6,7 +6,7 @@
     .venv/bin/python -m benchmarks.run --only latency,imports --peers pipecat
 
 Groups (``--only``): ``latency`` (figures 1-2), ``interrupt`` (3), ``cpu`` (4),
-``memory`` (5), ``imports`` (6). The table lists figures in the issue's order.
+``memory`` (5), ``imports`` (6), ``recovery`` (7, ours only). The table lists figures in the issue's order.
 
 Peers (``--peers``, default all; ``--no-peers``): the official SDK
 (``smallestai``) and pipecat (``pipecat``), see :mod:`benchmarks.peers`. They
@@ -40,17 +40,22 @@ from .peers import venv as peers_venv
 from .subjects import SUBJECTS, Subject
 
 #: Run order (cheap, process-isolated ones first); the table uses ORDER below.
-GROUPS = ["imports", "latency", "interrupt", "cpu", "memory"]
+GROUPS = ["imports", "latency", "interrupt", "cpu", "memory", "recovery"]
 ORDER = [
     "first_audio_overhead", "first_audio_overhead_idle", "first_audio_e2e", "first_audio_device",
     "after_interrupt_ratio", "after_interrupt_e2e", "after_interrupt_idle_ratio",
     "interrupt_return", "after_interrupt_bound", "after_interrupt_heard", "sink_writes_after_interrupt",
     "cpu_per_audio_second_24000", "cpu_bare_pyaudio_24000", "cpu_per_audio_second_44100",
-    "cpu_receive_decode_24000",
+    "cpu_per_audio_second_24000_to_48000", "cpu_resampling_extra", "cpu_receive_decode_24000",
+    "recovery_heard_after_server_back",
     "decode_throughput_24000", "decode_throughput_44100",
     "rss_growth", "flood_max_buffered", "flood_rss",
     "import_ratio", "import_time",
 ]
+
+
+#: Groups the peers have nothing to measure in (each figure says why).
+OURS_ONLY_GROUPS = {"recovery"}
 
 
 def group_runner(group: str) -> Callable[[List[Subject], bool], List[Figure]]:
@@ -64,6 +69,8 @@ def group_runner(group: str) -> Callable[[List[Subject], bool], List[Figure]]:
         from .memory import run
     elif group == "imports":
         from .imports import run
+    elif group == "recovery":
+        from .recovery import run
     else:
         raise ValueError(group)
     return run
@@ -106,7 +113,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if no_peers:
         common.log(f"peers' figures will be n/a: {no_peers}")
     stop_audio: Callable[[], None] = lambda: None
-    if not args.no_audio and {"interrupt", "cpu"} & set(groups):
+    if not args.no_audio and {"interrupt", "cpu", "recovery"} & set(groups):
         why, stop_audio = common.ensure_audio()
         if why:
             common.log(f"audio figures will be n/a: {why}")
@@ -155,9 +162,10 @@ def _run_peers(peers: List[str], group: str, ours: List[Figure], figures: Dict[s
                python: Optional[str], why_not: str, args: argparse.Namespace) -> None:
     """Measure each peer on ``group`` in a worker (one after another, or at once for
     :data:`remote.CONCURRENT` groups); a peer that fails shows why on every figure."""
-    if python is None:
+    if python is None or group in OURS_ONLY_GROUPS:
         for peer in peers:
-            mark_missing(ours, peer, why_not)
+            if python is None:
+                mark_missing(ours, peer, why_not)
         return
     jobs: List[remote.Job] = []
     try:

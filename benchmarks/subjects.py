@@ -183,6 +183,10 @@ class SmallestSync(Subject):
             spec = _Sink()
         elif output == "device":
             spec = None
+        elif output == "device48":  # the default device run at 48 kHz: what is played is resampled
+            from smallest_sync import DeviceOutput
+
+            spec = DeviceOutput(None, device_rate=48000)
         elif output == "clock":
             spec = NullOutput()
         elif output == "discard":

@@ -97,16 +97,20 @@ class DeviceOutput(AudioOutput):
     blocking write it is exact (docs/benchmarks.md has the figures).
 
     ``device`` is an index, a (part of a) device name, or None for the system
-    default. Frames, :meth:`room` and :attr:`capacity` count samples at the rate
+    default. ``device_rate`` runs the device at that rate whatever the audio's
+    (resampled when they differ); by default the audio's rate when the device
+    takes it, else the device's own default rate, else a common one. Frames, :meth:`room` and :attr:`capacity` count samples at the rate
     the output was opened at, whatever rate the device itself runs at
     (:attr:`device_rate`).
     """
 
     kind = "device"
 
-    def __init__(self, device: Union[int, str, None] = None, *, block_ms: int = DEFAULT_BLOCK_MS) -> None:
+    def __init__(self, device: Union[int, str, None] = None, *, block_ms: int = DEFAULT_BLOCK_MS,
+                 device_rate: Optional[int] = None) -> None:
         self.device = device
         self._block_ms = block_ms
+        self._forced_rate = device_rate  # run the device at this rate, resampling to it
         self._pa: Any = None
         self._stream: Any = None
         self._index: Optional[int] = None
@@ -139,7 +143,8 @@ class DeviceOutput(AudioOutput):
             pa = self._portaudio()
             assert self._index is not None
             info = pa.get_device_info_by_index(self._index)
-            rates = (sample_rate, int(info.get("defaultSampleRate") or 0), *DEVICE_RATES)
+            rates = ((self._forced_rate,) if self._forced_rate else
+                     (sample_rate, int(info.get("defaultSampleRate") or 0), *DEVICE_RATES))
             for rate in rates:
                 channels = channels_for(pa, self._index, rate) if rate > 0 else None
                 if channels is not None:
