@@ -101,3 +101,12 @@ def strip_silence(pcm: np.ndarray) -> np.ndarray:
     """``pcm`` without the silence a real-time output pads around speech."""
     loud = np.flatnonzero(pcm)
     return pcm[loud[0]:loud[-1] + 1] if len(loud) else pcm[:0]
+
+
+def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
+    """Tests that check what a sound server heard are device tests: scripts/test runs
+    them again on PipeWire (the samples' own runs excepted: they test the samples)."""
+    for item in items:
+        if "sink_recorder" in getattr(item, "fixturenames", ()) and not item.module.__name__.endswith(
+                ("test_samples_cli", "test_samples_gui")):
+            item.add_marker(pytest.mark.device)

@@ -14,6 +14,8 @@ from smallest_sync.emulator import Emulator, synthesize, tone_frequency
 
 from .sink import SINK_RATE, SinkRecorder, find_segment
 
+pytestmark = pytest.mark.device  # pause/resume and silence checked on a real sound server
+
 LONG_A = " ".join(["alpha"] * 40)
 SHORT_B = "bravo charlie delta"
 # Words of ten different lengths: any second of the tone voice's audio of it occurs once.

@@ -24,8 +24,12 @@ SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
 
 def _server(action: str) -> None:
-    script = "pipewire.sh" if os.environ.get("SMALLEST_SYNC_SOUND_SERVER") == "pipewire" else "pulse.sh"
-    subprocess.run([str(SCRIPTS / script), action], check=True, timeout=60, capture_output=True)
+    env = dict(os.environ)
+    script = "pulse.sh"
+    if os.environ.get("SMALLEST_SYNC_SOUND_SERVER") == "pipewire":
+        script = "pipewire.sh"  # the pass's own daemons: their directory holds the runtime one
+        env["SMALLEST_PIPEWIRE_DIR"] = os.path.dirname(os.environ["PIPEWIRE_RUNTIME_DIR"].rstrip("/"))
+    subprocess.run([str(SCRIPTS / script), action], env=env, check=True, timeout=60, capture_output=True)
 
 
 @pytest.fixture
