@@ -91,6 +91,30 @@ class DueCues:
         self._heap = [due for due in self._heap if wanted(due)]
         heapq.heapify(self._heap)
 
+    def put_back(self, tracks: Set[Track], cues_back: Set[Cue]) -> None:
+        """Audio of ``tracks`` went back to the queue (a take-back): their cues not heard
+        yet leave the heap. Queued ones (``cues_back``) are back in the queue with their
+        audio; marks go back to their track; a start cue is made again when sample 0
+        is taken again."""
+        def stays(due: Due) -> bool:
+            track, cue = due[2], due[3]
+            if track not in tracks:
+                return True
+            if cue in cues_back:
+                return False
+            if cue.position is None and cue.kind == "start" and not track.counts.taken:
+                track.start_queued = False
+                return False
+            if cue.position is not None and cue.position >= track.counts.taken:
+                track.cues.append((cue.position, cue))
+                return False
+            return True
+
+        self.keep(stays)
+        for track in tracks:
+            if len(track.cues) > 1:
+                track.cues = collections.deque(sorted(track.cues, key=lambda mark: mark[0]))
+
     def pop_due(self, now: float) -> List[Due]:
         """The entries heard by ``now``, taken off the heap in order."""
         heap, due = self._heap, []

@@ -52,12 +52,14 @@ class Pacer:
         holds_audio: the output buffers audio that can be dropped unheard (then the
             player keeps what it handed over, to queue again what a drop lost).
         can_be_lost: a failure or a stall of the output means the device is gone.
+        cues_after_write: the cues of a block become due only once it is written.
     """
 
     block: int = 1
     heard_rate: float = float("inf")
     holds_audio = False
     can_be_lost = False
+    cues_after_write = True  # a sample written is a sample heard: its cues wait for the write
 
     def __init__(self, output: "AudioOutput", rate: int) -> None:
         self.output = output
@@ -157,6 +159,7 @@ class DevicePacer(Pacer):
 
     holds_audio = True
     can_be_lost = True
+    cues_after_write = False  # heard later than written: cues are timed by the device's clock
 
     def __init__(self, output: "AudioOutput", rate: int) -> None:
         super().__init__(output, rate)

@@ -24,12 +24,12 @@ import collections
 import logging
 import threading
 import time
-from typing import Any, Callable, Deque, Iterable, Optional, Tuple, Union
+from typing import Any, Callable, Deque, Iterable, List, Optional, Tuple, Union
 
 from .._types import Pcm
 from ..errors import AudioDeviceError
 from .outputs import AudioOutput
-from .cues import Cue, Due, DueCues, Handed, Track
+from .cues import Cue, DueCues, Handed, Track
 from .pacers import Pacer, Taken, make_pacer
 from .recovery import DeviceListener, Reopener
 
@@ -44,10 +44,8 @@ _JOIN_TIMEOUT = 5.0
 # close() waits this long for smallest-audio stuck in a write (a hung sound server),
 # then abandons the device unclosed (closing could hang too); the daemon ends if it returns.
 AUDIO_JOIN_TIMEOUT = 1.0
-# When a device's buffer is dropped (pause, or a cut with other tracks' audio in it),
-# what it was to play from this long before the drop was asked for is queued again:
-# through PulseAudio the drop also loses a few milliseconds already handed on for
-# playing, so resume() repeats a little rather than skipping it.
+# A dropped device buffer (pause, cut) is queued again from this long before the drop:
+# through PulseAudio a drop also loses a few milliseconds handed on for playing.
 _REPLAY_MARGIN = 0.015
 # The player's threads wake at least this often even with nothing due, so a lost
 # notification can delay them but never stall them.
@@ -109,9 +107,9 @@ class Player:
         # When the output last took a sample, or audio began waiting for it (stall watch).
         self._progress_at = time.monotonic()
         self._feed_waiters = 0  # feeds waiting for room: takes must wake them
-        # Outputs that hold audio: what was handed over and is not heard yet, put back
-        # in the queue from here when the output's buffer is dropped.
+        # What an output that holds audio has not played yet: queued again on a drop.
         self._handed = Handed(sample_rate)
+        self._written_cues: List[Tuple[float, Track, Cue]] = []  # cues of the block being written
         self.flushed_at: Optional[float] = None  # monotonic time the device buffer was last dropped
         output.open(sample_rate)
         self._pacer = (pacer or make_pacer)(output, sample_rate)
@@ -304,13 +302,13 @@ class Player:
                 if track.counts.first_taken_at is None:
                     track.counts.first_taken_at = now
                 track.heard_from = now + delay + filled / rate
-                self._due.push(track.heard_from, track, Cue("start"))
+                self._schedule(track.heard_from, track, Cue("start"))
             track.clock = (now + delay + filled / rate, track.counts.taken)
             count = min(frames - filled, len(data) - self._head_pos)
             cues = track.cues
             while cues and cues[0][0] < track.counts.taken + count:
                 position, cue = cues.popleft()
-                self._due.push(now + delay + (filled + max(position - track.counts.taken, 0)) / rate, track, cue)
+                self._schedule(now + delay + (filled + max(position - track.counts.taken, 0)) / rate, track, cue)
             part = data[self._head_pos:self._head_pos + count]
             parts.append((track, part))
             if handed is not None:
@@ -355,35 +353,32 @@ class Player:
             self._head_pos = 0
         self._items.extendleft(back)  # (reverses it: oldest first)
         self._buffered += samples
-        # Their cues not yet heard: queued ones are back in the queue, the rest go back
-        # to their track's marks (a start cue is made again when sample 0 is retaken).
-        tracks = {track for track, _ in back}
-        def stays(due: Due) -> bool:
-            track, cue = due[2], due[3]
-            if track not in tracks:
-                return True
-            if cue in cues_back:
-                return False
-            if cue.position is None and cue.kind == "start" and not track.counts.taken:
-                track.start_queued = False  # made again when sample 0 is retaken
-                return False
-            if cue.position is not None and cue.position >= track.counts.taken:
-                track.cues.append((cue.position, cue))
-                return False
-            return True
-
-        self._due.keep(stays)
-        for track in tracks:
-            if len(track.cues) > 1:
-                track.cues = collections.deque(sorted(track.cues, key=lambda mark: mark[0]))
+        self._due.put_back({track for track, _ in back}, cues_back)
         return samples
+
+    def _schedule(self, when: float, track: Track, cue: Cue) -> None:
+        """Lock held: a cue passed by a take. Where a sample written is a sample heard
+        (sinks, clocks), it waits until its block is written (:meth:`_release_cues`)."""
+        if self._pacer.cues_after_write:
+            self._written_cues.append((when, track, cue))
+        else:
+            self._due.push(when, track, cue)
+
+    def _release_cues(self) -> None:
+        """The block is written: its cues are due (at once, for a sink)."""
+        with self._cond:
+            for when, track, cue in self._written_cues:
+                if not track.cut:
+                    self._due.push(when, track, cue)
+            self._written_cues.clear()
+            self._cond.notify_all()
 
     def _cue_taken(self, track: Track, cue: Cue, when: float) -> None:
         if cue.kind == "end":
             track.end_taken = True
             while track.cues:  # cues placed past the last sample fire with the end
-                self._due.push(when, track, track.cues.popleft()[1])
-        self._due.push(when, track, cue)
+                self._schedule(when, track, track.cues.popleft()[1])
+        self._schedule(when, track, cue)
 
     # ----- threads ------------------------------------------------------------
     def _run_output(self) -> None:
@@ -438,8 +433,11 @@ class Player:
                         with self._cond:
                             self._flush_done = flush
                             self.flushed_at = time.monotonic()
-                elif filled:
-                    pacer.write(taken, filled)
+                elif filled or self._written_cues:
+                    if filled:
+                        pacer.write(taken, filled)
+                    if self._written_cues:
+                        self._release_cues()
             except NotImplementedError:  # a device that cannot be reopened: lost for good
                 self.mark_broken()
                 self._on_failure(AudioDeviceError("the audio device was lost and cannot be reopened"))
