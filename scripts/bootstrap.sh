@@ -16,10 +16,16 @@ EXTRAS="dev,emulator"
 # default device reaches PulseAudio, espeak-ng for the emulator's real speech,
 # Xvfb (+ xauth, which xvfb-run needs but xvfb only recommends) for GUI samples,
 # and the libraries PySide6's xcb platform plugin loads to open a real X window there.
+# The second pass of scripts/test runs on PipeWire (scripts/pipewire.sh: the daemon,
+# its session manager, its PulseAudio server, a private D-Bus); a C compiler and
+# ALSA's headers build the rate-limited test device (scripts/alsa/).
+# Not pipewire-alsa: Debian 12 makes it conflict with pulseaudio, so its ALSA
+# plugin is unpacked privately instead (see pipewire_alsa below).
 SYSTEM_DEBS=(portaudio19-dev pulseaudio pulseaudio-utils libasound2-plugins espeak-ng xvfb xauth
     libxcb-icccm4 libxcb-cursor0 libxcb-image0 libxcb-keysyms1 libxcb-render-util0 libxcb-xkb1
     libxkbcommon-x11-0 libxcb-shape0 libxcb-randr0 libxcb-xinerama0 libegl1 libgl1 libfontconfig1
-    libdbus-1-3 libglib2.0-0)
+    libdbus-1-3 libglib2.0-0
+    pipewire pipewire-bin wireplumber pipewire-pulse dbus-daemon libasound2-dev gcc libc6-dev)
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
 die() { printf 'bootstrap: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -55,7 +61,8 @@ ensure_debs() {
         apt-get update -qq
         APT_UPDATED=1
     fi
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # --no-remove: never trade a package away (pipewire-alsa would take pulseaudio).
+    apt-get install -y -qq --no-install-recommends --no-remove "${missing[@]}" >/dev/null
 }
 
 # Serialise concurrent bootstraps of the same checkout (two scripts/test at once).
@@ -113,3 +120,187 @@ if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$want" ]; then
     (cd "$REPO" && "$VENV/bin/python" -m pip install --disable-pip-version-check -q -e ".[$EXTRAS]")
     printf '%s\n' "$want" >"$STAMP"
 fi
+
+# Phase 3: private ALSA parts for the test rig, in $ALSA_DIR (inside .venv, so
+# ignored by git and private to this checkout): the rate-limited test devices
+# (scripts/alsa/smallest_rate.c), PipeWire's ALSA plugin, and the ALSA configs
+# that `scripts/pulse.sh env` / `scripts/pipewire.sh env` put in ALSA_CONFIG_PATH.
+ALSA_DIR="$VENV/alsa"
+mkdir -p "$ALSA_DIR/capture"
+
+# Replace $1 by stdin only when it differs (atomically; quiet when unchanged).
+write_if_changed() {
+    local dst="$1" tmp
+    tmp="$(mktemp "$dst.XXXXXX")"
+    cat >"$tmp"
+    if cmp -s "$tmp" "$dst"; then
+        rm -f "$tmp"
+    else
+        chmod 644 "$tmp"
+        mv -f "$tmp" "$dst"
+    fi
+}
+
+# The test device: rebuilt only when missing or when its source or flags changed.
+PLUGIN_SRC="$REPO/scripts/alsa/smallest_rate.c"
+PLUGIN="$ALSA_DIR/libasound_module_pcm_smallest_rate.so"
+PLUGIN_CFLAGS=(-O2 -g -Wall -Wextra -std=gnu11 -DPIC -fPIC -shared)
+plugin_want="$({ cat "$PLUGIN_SRC"; printf '%s\n' "${PLUGIN_CFLAGS[@]}"; } | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$PLUGIN" ] || [ "$(cat "$ALSA_DIR/.plugin-stamp" 2>/dev/null || true)" != "$plugin_want" ]; then
+    cc_bin="$(command -v cc || command -v gcc || true)"
+    [ -n "$cc_bin" ] || die "no C compiler (Debian: gcc) to build $PLUGIN_SRC"
+    say "building the ALSA test device ($PLUGIN)"
+    "$cc_bin" "${PLUGIN_CFLAGS[@]}" -o "$PLUGIN.tmp" "$PLUGIN_SRC" -lasound -lpthread \
+        || die "building $PLUGIN_SRC failed (Debian: libasound2-dev gcc libc6-dev)"
+    mv -f "$PLUGIN.tmp" "$PLUGIN"
+    printf '%s\n' "$plugin_want" >"$ALSA_DIR/.plugin-stamp"
+fi
+
+# PipeWire's ALSA plugin, of the same version as the installed libpipewire. The
+# package conflicts with pulseaudio on Debian 12 (and would make PipeWire ALSA's
+# default for the whole machine), so the two modules are taken out of its .deb.
+PW_ALSA_DIR="$ALSA_DIR/pipewire"
+pipewire_alsa() {
+    local version tmp deb so found
+    version="$(dpkg-query -W -f='${Version}' libpipewire-0.3-0 2>/dev/null || true)"
+    [ -n "$version" ] || return 0 # no PipeWire here; scripts/pipewire.sh says so when used
+    if [ "$(cat "$PW_ALSA_DIR/version" 2>/dev/null || true)" = "$version" ] &&
+        [ -f "$PW_ALSA_DIR/libasound_module_pcm_pipewire.so" ]; then
+        return 0
+    fi
+    say "unpacking PipeWire's ALSA plugin ($version) into $PW_ALSA_DIR"
+    tmp="$(mktemp -d)"
+    local apt_opts=(-qq)
+    # apt's _apt sandbox user cannot write into a private temporary directory.
+    [ "$(id -u)" -ne 0 ] || apt_opts+=(-o APT::Sandbox::User=root)
+    if ! (cd "$tmp" && apt-get download "${apt_opts[@]}" "pipewire-alsa=$version" >/dev/null 2>&1); then
+        if [ "$(id -u)" -eq 0 ] && [ "$APT_UPDATED" -eq 0 ]; then
+            apt-get update -qq
+            APT_UPDATED=1
+        fi
+        (cd "$tmp" && apt-get download "${apt_opts[@]}" "pipewire-alsa=$version" >/dev/null) || {
+            rm -rf "$tmp"
+            die "could not download pipewire-alsa=$version (apt-get download)"
+        }
+    fi
+    deb="$(find "$tmp" -maxdepth 1 -name 'pipewire-alsa_*.deb' | head -n 1)"
+    dpkg-deb -x "$deb" "$tmp/root"
+    mkdir -p "$PW_ALSA_DIR"
+    for so in libasound_module_pcm_pipewire.so libasound_module_ctl_pipewire.so; do
+        found="$(find "$tmp/root" -name "$so" | head -n 1)"
+        if [ -z "$found" ]; then
+            rm -rf "$tmp"
+            die "$so not found in $deb"
+        fi
+        cp -f "$found" "$PW_ALSA_DIR/$so.tmp"
+        mv -f "$PW_ALSA_DIR/$so.tmp" "$PW_ALSA_DIR/$so"
+    done
+    rm -rf "$tmp"
+    printf '%s\n' "$version" >"$PW_ALSA_DIR/version"
+}
+pipewire_alsa
+
+# ALSA configs. For a run on <server> (pulse or pipewire):
+#   ALSA_CONFIG_PATH=/usr/share/alsa/alsa.conf:$ALSA_DIR/asound-<server>.conf
+# The stock alsa.conf loads /etc/alsa/conf.d through its hook 0, and what is set
+# there (pulseaudio's "default is pulse whenever a server answers", pipewire-alsa's
+# "default is pipewire") would beat a plain file listed after alsa.conf. Ours is
+# loaded by hook 1, which runs after hook 0, so the default chosen here holds
+# whatever else the machine has installed.
+# The test devices are a separate file, added to ALSA_CONFIG_PATH only where they
+# are wanted (tests/devices.py's fixtures): listed everywhere, they would become
+# PortAudio's default output whenever the sound server is gone.
+CAPTURE_DEFAULT="$ALSA_DIR/capture"
+device_pcm() { # name description rates channels_min channels_max
+    cat <<EOF
+pcm.$1 {
+    type smallest_rate
+    rates [ $3 ]
+    channels_min $4
+    channels_max $5
+    step_us 1000
+    # In \$SMALLEST_SYNC_DEVICE_DIR (tests/devices.py sets one per test), else $CAPTURE_DEFAULT.
+    capture {
+        @func concat
+        strings [
+            { @func getenv vars [ SMALLEST_SYNC_DEVICE_DIR ] default "$CAPTURE_DEFAULT" }
+            "/$1.s16le"
+        ]
+    }
+    log {
+        @func concat
+        strings [
+            { @func getenv vars [ SMALLEST_SYNC_DEVICE_DIR ] default "$CAPTURE_DEFAULT" }
+            "/$1.log"
+        ]
+    }
+    hint {
+        show on
+        description "$2"
+    }
+}
+EOF
+}
+{
+    printf '# Generated by scripts/bootstrap.sh: the rate-limited test devices (scripts/alsa/smallest_rate.c).\n'
+    # shellcheck disable=SC2016  # a literal ${...} for the reader to paste
+    printf '# Use: ALSA_CONFIG_PATH="${ALSA_CONFIG_PATH:-/usr/share/alsa/alsa.conf}:%s"\n' "$ALSA_DIR/devices.conf"
+    printf 'pcm_type.smallest_rate {\n    lib "%s"\n}\n' "$PLUGIN"
+    device_pcm usb48 "smallest_sync test device: 44100/48000 Hz, 1-2 channels, like a Pi's USB DAC" \
+        "44100 48000" 1 2
+    device_pcm hdmi48 "smallest_sync test device: 48000 Hz stereo only, like a Pi's HDMI" \
+        "48000" 2 2
+} | write_if_changed "$ALSA_DIR/devices.conf"
+
+write_if_changed "$ALSA_DIR/default-pulse.conf" <<'EOF'
+# Generated by scripts/bootstrap.sh: ALSA's default device is the PulseAudio
+# server named by $PULSE_SERVER (scripts/pulse.sh).
+pcm.!default {
+    type pulse
+    hint {
+        show on
+        description "PulseAudio (the server in PULSE_SERVER)"
+    }
+}
+ctl.!default {
+    type pulse
+}
+EOF
+
+write_if_changed "$ALSA_DIR/default-pipewire.conf" <<EOF
+# Generated by scripts/bootstrap.sh: ALSA's default device is PipeWire's ALSA
+# plugin, talking to the daemon in \$PIPEWIRE_RUNTIME_DIR (scripts/pipewire.sh).
+pcm_type.pipewire {
+    lib "$PW_ALSA_DIR/libasound_module_pcm_pipewire.so"
+}
+ctl_type.pipewire {
+    lib "$PW_ALSA_DIR/libasound_module_ctl_pipewire.so"
+}
+pcm.!default {
+    type pipewire
+    playback_node "-1"
+    capture_node "-1"
+    hint {
+        show on
+        description "PipeWire (the daemon in PIPEWIRE_RUNTIME_DIR)"
+    }
+}
+ctl.!default {
+    type pipewire
+}
+EOF
+
+for server in pulse pipewire; do
+    write_if_changed "$ALSA_DIR/asound-$server.conf" <<EOF
+# Generated by scripts/bootstrap.sh. Use as
+#   ALSA_CONFIG_PATH=/usr/share/alsa/alsa.conf:$ALSA_DIR/asound-$server.conf
+# Hook 1 runs after alsa.conf's hook 0 (/etc/alsa/conf.d): this file has the last word.
+@hooks.1 {
+    func load
+    files [
+        "$ALSA_DIR/default-$server.conf"
+    ]
+    errors true
+}
+EOF
+done

@@ -7,8 +7,10 @@
 #
 # The daemon is private to this checkout: its socket, cookie, config and state
 # live in $PULSE_DIR, and clients find it only through the variables printed by
-# `env` (PULSE_SERVER, PULSE_COOKIE). Nothing is written to /etc or to the
-# user's ~/.config, and a user's own sound server is neither used nor touched.
+# `env` (PULSE_SERVER, PULSE_COOKIE, and ALSA_CONFIG_PATH naming the private ALSA
+# config from scripts/bootstrap.sh that makes ALSA's default device the pulse plugin).
+# Nothing is written to /etc or to the user's ~/.config, and a user's own sound
+# server is neither used nor touched.
 #   eval "$(scripts/pulse.sh env)"    # then run pytest / python by hand
 set -euo pipefail
 
@@ -21,6 +23,7 @@ SOCKET="$RUNTIME/native"
 PIDFILE="$RUNTIME/pid"
 COOKIE="$PULSE_DIR/home/.config/pulse/cookie"
 LOG="$PULSE_DIR/pulse.log"
+ALSA_CONF="$REPO/.venv/alsa/asound-pulse.conf" # written by scripts/bootstrap.sh
 SINK=nullout
 RATE=24000
 
@@ -139,6 +142,12 @@ status() {
 print_env() {
     printf 'export PULSE_SERVER=%q\n' "unix:$SOCKET"
     printf 'export PULSE_COOKIE=%q\n' "$COOKIE"
+    # ALSA's default -> the pulse plugin, whatever the machine's own ALSA config
+    # says (pipewire-alsa makes PipeWire the default).
+    if [ -f "$ALSA_CONF" ]; then
+        printf 'export ALSA_CONFIG_PATH=%q\n' "/usr/share/alsa/alsa.conf:$ALSA_CONF"
+    fi
+    printf 'export SMALLEST_SYNC_SOUND_SERVER=pulseaudio\n'
 }
 
 case "${1:-}" in
