@@ -110,6 +110,7 @@ class Player:
         # What an output that holds audio has not played yet: queued again on a drop.
         self._handed = Handed(sample_rate)
         self._written_cues: List[Tuple[float, Track, Cue]] = []  # cues of the block being written
+        self._last_end_at = 0.0  # no track starts being heard before the one ahead of it ended
         self.flushed_at: Optional[float] = None  # monotonic time the device buffer was last dropped
         output.open(sample_rate)
         self._pacer = (pacer or make_pacer)(output, sample_rate)
@@ -301,7 +302,7 @@ class Player:
                 track.start_queued = True
                 if track.counts.first_taken_at is None:
                     track.counts.first_taken_at = now
-                track.heard_from = now + delay + filled / rate
+                track.heard_from = max(now + delay + filled / rate, self._last_end_at)
                 self._schedule(track.heard_from, track, Cue("start"))
             track.clock = (now + delay + filled / rate, track.counts.taken)
             count = min(frames - filled, len(data) - self._head_pos)
@@ -376,6 +377,7 @@ class Player:
     def _cue_taken(self, track: Track, cue: Cue, when: float) -> None:
         if cue.kind == "end":
             track.end_taken = True
+            self._last_end_at = when
             while track.cues:  # cues placed past the last sample fire with the end
                 self._schedule(when, track, track.cues.popleft()[1])
         self._schedule(when, track, cue)
