@@ -358,21 +358,22 @@ class Player:
         return samples
 
     def _schedule(self, when: float, track: Track, cue: Cue) -> None:
-        """Lock held: a cue passed by a take. Where a sample written is a sample heard
-        (sinks, clocks), it waits until its block is written (:meth:`_release_cues`)."""
+        """Lock held: a cue a take passed. Sinks' and clocks' wait for the write."""
         if self._pacer.cues_after_write:
             self._written_cues.append((when, track, cue))
         else:
             self._due.push(when, track, cue)
 
     def _release_cues(self) -> None:
-        """The block is written: its cues are due (at once, for a sink)."""
-        with self._cond:
-            for when, track, cue in self._written_cues:
-                if not track.cut:
-                    self._due.push(when, track, cue)
-            self._written_cues.clear()
-            self._cond.notify_all()
+        """The block is written, so its cues are heard: fire them here, in order."""
+        cues, self._written_cues = self._written_cues, []
+        for when, track, cue in cues:
+            track.end_heard = track.end_heard or cue.kind == "end"  # (read only for devices)
+            if not track.cut:
+                try:
+                    self._listener(track, cue.kind, cue.payload, when)
+                except Exception:  # a bug in the listener must not stop the audio
+                    logger.exception("player listener failed on %s cue", cue.kind)
 
     def _cue_taken(self, track: Track, cue: Cue, when: float) -> None:
         if cue.kind == "end":
