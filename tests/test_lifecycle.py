@@ -11,7 +11,7 @@ import tempfile
 import textwrap
 import threading
 import time
-from typing import Dict, Iterator
+from typing import Callable, Dict, Iterator, List, Sequence, Tuple
 
 import pytest
 
@@ -108,6 +108,24 @@ def private_pulse() -> Iterator[Dict[str, str]]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def speak_then(code: str, env: Dict[str, str], meanwhile: Callable[[], None],
+               args: Sequence[str] = ()) -> Tuple[subprocess.Popen, str, str]:
+    """Run ``code``; once it prints "speaking", do ``meanwhile`` and tell it "go" on
+    stdin; return the ended program and what it printed."""
+    program = subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+    try:
+        assert program.stdout is not None and program.stdin is not None
+        assert program.stdout.readline().strip() == "speaking"
+        meanwhile()
+        program.stdin.write("go\n")
+        program.stdin.flush()
+        out, err = program.communicate(timeout=30)
+    finally:
+        program.kill()
+    return program, out, err
+
+
 @pytest.mark.parametrize("when", ["mid-speech", "while idle", "fire and forget"])
 def test_losing_the_sound_server_is_an_audio_device_error_not_a_hang(when: str) -> None:
     # (test_recovery.py: the same Speaker plays again once the server is back.)
@@ -147,23 +165,18 @@ def test_losing_the_sound_server_is_an_audio_device_error_not_a_hang(when: str) 
             speaker.close()
             emulator.stop()
         """)
-        program = subprocess.Popen([sys.executable, "-c", code, when], env=env, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
-        try:
-            assert program.stdout is not None and program.stdin is not None
-            assert program.stdout.readline().strip() == "speaking"
+        lost: List[float] = []
+
+        def stop_the_server() -> None:
             if when == "while idle":
                 time.sleep(1.5)  # choreography: the warm-up has played out, the stream has run dry
             subprocess.run([pulse, "stop"], env=env, check=True, capture_output=True, timeout=30)
-            lost = time.monotonic()
-            program.stdin.write("go\n")
-            program.stdin.flush()
-            out, err = program.communicate(timeout=30)
-        finally:
-            program.kill()
+            lost.append(time.monotonic())
+
+        program, out, err = speak_then(code, env, stop_the_server, [when])
         assert program.returncode == 0, err
         assert "device error:" in out and out.rstrip().endswith("waited, then failed"), out + err
-        assert time.monotonic() - lost < 10
+        assert time.monotonic() - lost[0] < 10
 
 
 def test_close_while_the_sound_server_hangs_returns_within_its_bound() -> None:
@@ -180,18 +193,11 @@ def test_close_while_the_sound_server_hangs_returns_within_its_bound() -> None:
             speaker.close()
             print(f"closed in {time.monotonic() - began:.2f} s", flush=True)
         """)
-        program = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
-        try:
-            assert program.stdout is not None and program.stdin is not None
-            assert program.stdout.readline().strip() == "speaking"
+        def hang_the_server() -> None:
             os.kill(int(env["SMALLEST_PULSE_PID"]), signal.SIGSTOP)
             threading.Event().wait(0.5)  # choreography: the device write is stuck by now
-            program.stdin.write("go\n")
-            program.stdin.flush()
-            out, err = program.communicate(timeout=30)
-        finally:
-            program.kill()
+
+        program, out, err = speak_then(code, env, hang_the_server)
         assert program.returncode == 0, err
         closed_in = float(out.split()[-2])
         assert closed_in < AUDIO_JOIN_TIMEOUT + 1.0, out  # the bound, and the other threads' joins

@@ -18,7 +18,7 @@ from .._types import AudioCounts
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Track", "Cue", "DueCues", "Due", "Handed"]
+__all__ = ["Track", "Cue", "DueCues", "Due", "Handed", "tell"]
 
 
 class Track:
@@ -147,11 +147,17 @@ class DueCues:
                     lock.wait(max_wait if at is None else min(at - now, max_wait))
                     continue
             for when, _, track, cue in due:
-                if not track.cut:
-                    try:
-                        listener(track, cue.kind, cue.payload, when)
-                    except Exception:  # a bug in the listener must not stop the cues
-                        logger.exception("player listener failed on %s cue", cue.kind)
+                tell(listener, when, track, cue)
+
+
+def tell(listener: Callable[[Track, str, Any, float], None], when: float, track: Track, cue: Cue) -> None:
+    """Hand a heard cue to the listener, unless its track was cut meanwhile. Any thread,
+    no lock held; a bug in the listener is logged, never stops the caller's thread."""
+    if not track.cut:
+        try:
+            listener(track, cue.kind, cue.payload, when)
+        except Exception:
+            logger.exception("player listener failed on %s cue", cue.kind)
 
 
 #: (when heard, track, samples or a queued cue)

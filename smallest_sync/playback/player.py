@@ -29,7 +29,7 @@ from typing import Any, Callable, Deque, Iterable, List, Optional, Tuple, Union
 from .._types import Pcm
 from ..errors import AudioDeviceError
 from .outputs import AudioOutput
-from .cues import Cue, DueCues, Handed, Track
+from .cues import Cue, DueCues, Handed, Track, tell
 from .pacers import Pacer, Taken, make_pacer
 from .recovery import DeviceListener, Reopener
 
@@ -369,11 +369,7 @@ class Player:
         cues, self._written_cues = self._written_cues, []
         for when, track, cue in cues:
             track.end_heard = track.end_heard or cue.kind == "end"  # (read only for devices)
-            if not track.cut:
-                try:
-                    self._listener(track, cue.kind, cue.payload, when)
-                except Exception:  # a bug in the listener must not stop the audio
-                    logger.exception("player listener failed on %s cue", cue.kind)
+            tell(self._listener, when, track, cue)
 
     def _cue_taken(self, track: Track, cue: Cue, when: float) -> None:
         if cue.kind == "end":
